@@ -1,0 +1,254 @@
+"""The ``kernelconv`` command line: thin click commands that parse, call a service, render.
+
+Errors users can cause print one line on stderr and exit with a documented code
+(kernelconv.errors; docs/usage.md). Nothing here holds conversion logic.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from kernelconv import __version__
+from kernelconv.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_SERIES_FAILED,
+    KernelconvError,
+)
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _fail(message: str, code: int) -> None:
+    # plain print: one line, never wrapped, never a traceback
+    print(f"kernelconv: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="kernelconv")
+def cli() -> None:
+    """Convert CT images between reconstruction kernels (e.g. sharp B70f -> soft B30f).
+
+    DICOM in, DICOM out: each converted series is written as a new, derived series. The model
+    is the GGCL StarGAN generator of Choi et al., MICCAI 2023.
+
+    \b
+    Examples:
+      kernelconv convert scans/ converted/ --to B30f
+      kernelconv convert scans/ converted/ --to B30f --dry-run
+      kernelconv models
+    """
+
+
+class _RichProgress:
+    """Adapter from the pipeline's progress protocol to a rich progress display."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def start(self, label: str, total: int) -> Any:
+        return self.progress.add_task(label, total=total)
+
+    def advance(self, token: Any, n: int) -> None:
+        self.progress.advance(token, n)
+
+    def finish(self, token: Any) -> None:
+        self.progress.refresh()
+
+
+def _dist_env() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment, (0, 1, 0) otherwise."""
+    try:
+        return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                int(os.environ.get("LOCAL_RANK", 0)))
+    except ValueError:
+        return 0, 1, 0
+
+
+CONVERT_EPILOG = """
+\b
+Examples:
+  kernelconv convert in/ out/ --to B30f
+  kernelconv convert in/ out/ --to B70f --from B30f --model my-model
+  kernelconv convert in/ out/ --to B30f --kernel-map site-kernels.txt --preview out/check.png
+  kernelconv convert in/ out/ --to B30f --device cuda --precision bf16 --batch-size 16
+  torchrun --nproc-per-node 4 -m kernelconv convert archive/ out/ --to B30f
+
+\b
+Output: OUT/<StudyInstanceUID>/<target>_<new SeriesInstanceUID>/<source file name>,
+plus OUT/kernelconv-report.json. Exit codes: 0 all converted or skipped, 1 a series
+failed, 2 usage, 3 model, 4 input, 5 output, 70 internal error.
+"""
+
+
+@cli.command(epilog=CONVERT_EPILOG)
+@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
+@click.argument("output_path", metavar="OUT", type=click.Path(path_type=Path))
+@click.option("--to", "target", required=True, metavar="KERNEL",
+              help="Target kernel, one of the model's kernels (e.g. B30f).")
+@click.option("--from", "source", metavar="KERNEL",
+              help="Source kernel for every series, overriding ConvolutionKernel (0018,1210).")
+@click.option("--model", metavar="NAME|PATH",
+              help="Model name (see `kernelconv models`) or a model file; default: the "
+                   "default model.")
+@click.option("--kernel-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File of 'ALIAS = KERNEL' lines adding kernel names to the table.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+              show_default=True, help="Autocast precision on CUDA; the CPU always runs fp32.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=4, show_default=True,
+              help="Slices per forward pass.")
+@click.option("--series-number-offset", type=click.IntRange(0, 1_000_000), default=1000,
+              show_default=True, help="Derived SeriesNumber = source SeriesNumber + this.")
+@click.option("--overwrite", is_flag=True, help="Redo series whose output already exists.")
+@click.option("--dry-run", is_flag=True, help="List what would be done; write nothing.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON report path [default: OUT/kernelconv-report.json].")
+@click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
+              help="Write a PNG montage (source, converted, difference) of a middle slice "
+                   "per converted series, lung window WL -700 / WW 1500.")
+def convert(
+    input_path: Path, output_path: Path, target: str, source: str | None, model: str | None,
+    kernel_map: Path | None, device: str, precision: str, batch_size: int,
+    series_number_offset: int, overwrite: bool, dry_run: bool, report_path: Path | None,
+    preview: Path | None,
+) -> None:
+    """Convert every CT series under IN to kernel --to, writing derived series under OUT.
+
+    IN is searched recursively (any file names, with or without extension). Slices are
+    grouped by SeriesInstanceUID and ordered by position along the slice normal. Series
+    already at the target are skipped; existing output series are skipped unless
+    --overwrite, so an interrupted run resumes. The input is never modified.
+    """
+    from kernelconv.engines.torch_engine import TorchEngine
+    from kernelconv.kernels import read_kernel_map
+    from kernelconv.modelfile import read_info, resolve_model
+    from kernelconv.pipeline import ConvertOptions, run_convert, write_report
+
+    model_path = resolve_model(model)
+    info = read_info(model_path)
+    rank, world, local_rank = _dist_env()
+    if world > 1 and device == "auto":
+        import torch
+
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    options = ConvertOptions(
+        target=target, source_override=source,
+        kernel_map=read_kernel_map(kernel_map) if kernel_map else {}, batch_size=batch_size,
+        overwrite=overwrite, dry_run=dry_run, series_number_offset=series_number_offset,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("slices"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False, disable=dry_run) as bar:
+        report = run_convert(
+            input_path, output_path, lambda: TorchEngine(model_path, device, precision),
+            tuple(info.domains), options, progress=_RichProgress(bar), rank=rank,
+            world_size=world,
+        )
+    if not dry_run:
+        if report_path is None:
+            name = "kernelconv-report.json" if world == 1 else f"kernelconv-report.rank{rank}.json"
+            report_path = output_path / name
+        write_report(report, report_path)
+    _print_summary(report, dry_run)
+    if preview is not None:
+        _write_previews(report, preview)
+    sys.exit(EXIT_SERIES_FAILED if report.failed else EXIT_OK)
+
+
+def _print_summary(report: Any, dry_run: bool) -> None:
+    table = Table(title="kernelconv plan" if dry_run else "kernelconv summary",
+                  show_lines=False)
+    for col in ("series", "kernel", "target", "images", "status", "seconds", "note"):
+        table.add_column(col, overflow="fold")
+    style = {"converted": "green", "skipped": "yellow", "failed": "bold red", "planned": "cyan"}
+    for r in report.results:
+        note = r.reason or "; ".join(r.warnings)
+        table.add_row(
+            r.folder + (f" #{r.series_number}" if r.series_number is not None else ""),
+            r.source_kernel or "?", r.target_kernel, str(r.images),
+            f"[{style.get(r.status, '')}]{r.status}[/]", f"{r.seconds:.1f}", note,
+        )
+    out.print(table)
+    if report.skipped:
+        out.print(f"{len(report.skipped)} file(s) or series skipped (not CT images, DICOMDIR, "
+                  "unreadable...): see the report")
+    for r in report.results:
+        if r.status == "failed":
+            print(f"kernelconv: series failed: {r.folder}"
+                  f": {r.reason}", file=sys.stderr)
+
+
+def _write_previews(report: Any, path: Path) -> None:
+    from kernelconv.preview import write_preview
+
+    rows = [
+        (f"{r.source_kernel} -> {r.target_kernel}", r.preview[0], r.preview[1])
+        for r in report.results if r.preview is not None
+    ][:8]
+    if not rows:
+        err.print("no series converted in this run: no preview written")
+        return
+    write_preview(rows, path)
+    out.print(f"preview: {path}")
+
+
+@cli.command(epilog="""
+\b
+Examples:
+  kernelconv models
+  KERNELCONV_MODELS=/data/models kernelconv models
+""")
+def models() -> None:
+    """List installed models: bundled (models/) and user ($KERNELCONV_MODELS or
+    ~/.local/share/kernelconv/models). The default is marked with *."""
+    from kernelconv.modelfile import bundled_models_dir, list_models, user_models_dir
+
+    entries = list_models()
+    table = Table(title="kernelconv models")
+    for col in ("", "name", "origin", "kernels (label order)", "generator", "id / problem"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        name = e.path.name.removesuffix(".safetensors")
+        if e.info is None:
+            table.add_row("", name, e.origin, "", "", f"[red]{e.error}[/]")
+        else:
+            a = e.info.arch_args
+            arch = f"conv_dim {a.get('conv_dim')}, n_res {a.get('n_res')}, n_down {a.get('n_down')}"
+            table.add_row("*" if e.default else "", name, e.origin, ", ".join(e.info.domains),
+                          arch, e.info.model_id)
+    out.print(table)
+    out.print(f"user models: {user_models_dir()}")
+    out.print(f"bundled models: {bundled_models_dir() or 'none'}")
+    if not entries:
+        out.print("no models installed yet: train one with `kernelconv train`, or copy a "
+                  "model file into the user models folder")
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning every error into one line and an exit code."""
+    try:
+        code = cli.main(prog_name="kernelconv", standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KernelconvError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001 - last resort: no traceback for users
+        _fail(f"internal error ({type(exc).__name__}: {exc}); please report it", EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -1,0 +1,122 @@
+"""Reading what a CT dataset holds: its kernel, rescale per frame, and pixels in HU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from kernelconv.errors import PixelDataError, SeriesError
+from kernelconv.hu import stored_to_hu
+from kernelconv.kernels import first_kernel_value
+
+
+def _functional_items(ds: Dataset, keyword: str) -> Iterator[Dataset]:
+    """Items of functional group ``keyword`` in the shared, then the per-frame groups."""
+    for group_seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for group in ds.get(group_seq) or []:
+            for item in group.get(keyword) or []:
+                yield item
+
+
+def kernel_of(ds: Dataset) -> str | None:
+    """ConvolutionKernel (first value); for Enhanced CT, from the CT Reconstruction group."""
+    kernel = first_kernel_value(ds.get("ConvolutionKernel"))
+    if kernel is None:
+        for item in _functional_items(ds, "CTReconstructionSequence"):
+            kernel = first_kernel_value(item.get("ConvolutionKernel"))
+            if kernel:
+                break
+    return kernel
+
+
+def frame_count(ds: Dataset) -> int:
+    try:
+        return max(1, int(ds.get("NumberOfFrames") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def frame_rescales(ds: Dataset) -> list[tuple[float, float]]:
+    """(slope, intercept) of each frame; classic images have one frame.
+
+    Enhanced CT keeps them in the Pixel Value Transformation functional group (shared or per
+    frame). Raises SeriesError when the values are missing or are not HU.
+    """
+    n = frame_count(ds)
+    if "PerFrameFunctionalGroupsSequence" not in ds and "SharedFunctionalGroupsSequence" not in ds:
+        items = [ds]
+    else:
+        shared = list(_shared_items(ds, "PixelValueTransformationSequence"))
+        per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+        items = []
+        for i in range(n):
+            frame_items = (
+                list(per_frame[i].get("PixelValueTransformationSequence") or [])
+                if i < len(per_frame) else []
+            )
+            src = frame_items or shared or [ds]
+            items.append(src[0])
+    out = []
+    for item in items:
+        rtype = str(item.get("RescaleType", "HU") or "HU").strip().upper()
+        if rtype not in ("HU", ""):
+            raise SeriesError(f"pixel values are not Hounsfield units (RescaleType {rtype})")
+        try:
+            slope = float(item.get("RescaleSlope", 1.0))
+            intercept = float(item.get("RescaleIntercept", 0.0))
+        except (TypeError, ValueError):
+            raise SeriesError("invalid RescaleSlope/RescaleIntercept") from None
+        if slope == 0.0:
+            raise SeriesError("RescaleSlope is 0")
+        out.append((slope, intercept))
+    if len(items) == 1 and n > 1:
+        out = out * n
+    return out
+
+
+def _shared_items(ds: Dataset, keyword: str) -> Iterator[Dataset]:
+    for group in ds.get("SharedFunctionalGroupsSequence") or []:
+        yield from group.get(keyword) or []
+
+
+def read_dataset(path: Path) -> Dataset:
+    """Read a whole file (pixels included) for conversion."""
+    try:
+        return pydicom.dcmread(path)
+    except Exception as exc:  # noqa: BLE001 - corrupt files raise many types
+        raise PixelDataError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def decode_stored(ds: Dataset, path: Path) -> np.ndarray:
+    """Stored pixel values as (frames, rows, columns); PixelDataError naming the file if not."""
+    if "PixelData" not in ds:
+        raise PixelDataError(f"{path}: no Pixel Data")
+    if int(ds.get("SamplesPerPixel", 1)) != 1 or not str(
+        ds.get("PhotometricInterpretation", "")
+    ).startswith("MONOCHROME"):
+        raise PixelDataError(f"{path}: not a greyscale (MONOCHROME) image")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PixelDataError(f"{path}: cannot decode pixel data ({msg})") from None
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] != frame_count(ds):
+        raise PixelDataError(f"{path}: unexpected pixel array shape {arr.shape}")
+    return arr
+
+
+def decode_hu(ds: Dataset, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(stored, HU) arrays of shape (frames, rows, columns); HU as float32."""
+    stored = decode_stored(ds, path)
+    rescales = frame_rescales(ds)
+    hu = np.empty(stored.shape, dtype=np.float32)
+    for i, (slope, intercept) in enumerate(rescales):
+        hu[i] = stored_to_hu(stored[i], slope, intercept)
+    return stored, hu

@@ -1,0 +1,254 @@
+"""Assemble the derived (kernel-converted) dataset from a source dataset and new HU pixels.
+
+Every attribute written or changed here is listed, with its reason, in docs/dicom.md. UIDs are
+deterministic functions of (source UID, method id, target kernel), so a rerun writes the same
+files byte for byte, and different models or targets never share a UID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from kernelconv import __version__
+from kernelconv.dicom.dataset import frame_count, frame_rescales
+from kernelconv.hu import HU_MAX, HU_MIN, encoding_holds, hu_to_stored
+
+#: the ImplementationClassUID of files kernelconv writes (constant, deterministic)
+IMPLEMENTATION_CLASS_UID = generate_uid(entropy_srcs=["kernelconv implementation class"])
+IMPLEMENTATION_VERSION_NAME = ("KERNELCONV_" + __version__.replace(".", "_"))[:16]
+
+SMOOTHING = ("113087", "DCM", "Smoothing")
+EDGE_ENHANCEMENT = ("113086", "DCM", "Edge enhancement")
+SOURCE_FOR_PROCESSING = ("121322", "DCM", "Source image for image processing operation")
+PROCESSING_EQUIPMENT = ("109102", "DCM", "Processing Equipment")
+
+#: transfer syntaxes whose compression is lossy by definition (JPEG baseline/extended)
+LOSSY_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50": "ISO_10918_1",
+    "1.2.840.10008.1.2.4.51": "ISO_10918_1",
+}
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """What was done to a series, for the derived headers."""
+
+    source_kernel: str
+    target_kernel: str
+    method: str  # human-readable, e.g. "GGCL generator model X" or "MTF-ratio filter"
+    method_id: str  # stable id used in UIDs (model id, or filter id)
+    smoothing: bool  # True: sharp -> soft (Smoothing); False: soft -> sharp (Edge enhancement)
+    series_number_offset: int = 1000
+    description_suffix: str = ""
+
+    @property
+    def suffix(self) -> str:
+        return self.description_suffix or f" [{self.target_kernel} kernelconv]"
+
+
+@dataclass(frozen=True)
+class PixelEncoding:
+    """How HU are stored: BitsStored, signedness, RescaleSlope and RescaleIntercept."""
+
+    bits_stored: int
+    signed: bool
+    slope: float
+    intercept: float
+
+
+def derived_uid(kind: str, source_uid: str, method_id: str, target: str) -> str:
+    """A deterministic UID (pydicom's root) for a derived series or instance."""
+    return str(generate_uid(entropy_srcs=["kernelconv", kind, source_uid, method_id, target]))
+
+
+def choose_encoding(ds: Dataset) -> PixelEncoding:
+    """Keep the source's encoding when it holds [-1024, 3071] HU, else pick one that does.
+
+    All frames share one encoding; if frames have different rescales, the first frame's is kept
+    only when it holds the range.
+    """
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    bits = int(ds.get("BitsStored", 16))
+    slope, intercept = frame_rescales(ds)[0]
+    for b in (bits, 16):
+        if 12 <= b <= 16 and encoding_holds(slope, intercept, b, signed):
+            return PixelEncoding(b, signed, slope, intercept)
+    return PixelEncoding(16, signed, 1.0, 0.0 if signed else HU_MIN)
+
+
+def _code(value: tuple[str, str, str]) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value
+    return item
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit]
+
+
+def _set_image_type(values: object, n: int) -> list[str]:
+    src = [str(v) for v in (values or [])]  # type: ignore[attr-defined]
+    rest = src[2:n] if len(src) > 2 else []
+    out = ["DERIVED", "SECONDARY"] + rest
+    if len(out) < 3:
+        out.append("AXIAL")
+    return out
+
+
+def _write_pixels(
+    ds: Dataset, hu: np.ndarray, stored_src: np.ndarray, enc: PixelEncoding
+) -> None:
+    src_signed = int(ds.get("PixelRepresentation", 0)) == 1
+    same = (
+        enc.signed == src_signed
+        and enc.bits_stored == int(ds.get("BitsStored", 16))
+        and all(r == (enc.slope, enc.intercept) for r in frame_rescales(ds))
+    )
+    stored = hu_to_stored(np.clip(hu, HU_MIN, HU_MAX), enc.slope, enc.intercept,
+                          enc.bits_stored, enc.signed)
+    if "PixelPaddingValue" in ds and same:
+        pad = int(ds.PixelPaddingValue)
+        stored[stored_src == pad] = pad  # keep padding (outside the field of view) as padding
+    else:
+        for kw in ("PixelPaddingValue", "PixelPaddingRangeLimit"):
+            ds.pop(kw, None)
+    vr = "SS" if enc.signed else "US"
+    ds.BitsAllocated = 16
+    ds.BitsStored = enc.bits_stored
+    ds.HighBit = enc.bits_stored - 1
+    ds.PixelRepresentation = 1 if enc.signed else 0
+    ds.SamplesPerPixel = 1
+    ds.Rows, ds.Columns = int(stored.shape[1]), int(stored.shape[2])
+    for kw in ("SmallestPixelValueInSeries", "LargestPixelValueInSeries",
+               "ExtendedOffsetTable", "ExtendedOffsetTableLengths", "DataSetTrailingPadding"):
+        ds.pop(kw, None)
+    ds.add_new(0x00280106, vr, int(stored.min()))  # SmallestImagePixelValue
+    ds.add_new(0x00280107, vr, int(stored.max()))  # LargestImagePixelValue
+    if "PixelPaddingValue" in ds:
+        ds["PixelPaddingValue"].VR = vr
+    little = stored.astype("<i2" if enc.signed else "<u2", copy=False)
+    ds.add_new(0x7FE00010, "OW", little.tobytes())
+    if frame_count(ds) > 1 or "PerFrameFunctionalGroupsSequence" in ds:
+        for group_seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+            for group in ds.get(group_seq) or []:
+                for item in group.get("PixelValueTransformationSequence") or []:
+                    item.RescaleSlope, item.RescaleIntercept = enc.slope, enc.intercept
+    else:
+        ds.RescaleSlope, ds.RescaleIntercept = enc.slope, enc.intercept
+
+
+def build_derived(
+    ds: Dataset,
+    hu: np.ndarray,
+    stored_src: np.ndarray,
+    derivation: Derivation,
+    series_uid: str,
+) -> Dataset:
+    """Turn the source dataset ``ds`` (modified in place and returned) into the derived one.
+
+    ``hu`` holds the converted images (frames, rows, columns) in HU; ``stored_src`` the source's
+    stored values (used to keep padding pixels).
+    """
+    source_class = str(ds.SOPClassUID)
+    source_uid = str(ds.SOPInstanceUID)
+    source_ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    multiframe = "PerFrameFunctionalGroupsSequence" in ds
+    enc = choose_encoding(ds)
+
+    ds.remove_private_tags()  # vendor private data describes the original reconstruction
+    for kw in ("InstanceCreationDate", "InstanceCreationTime", "InstanceCreatorUID"):
+        ds.pop(kw, None)
+    sop_uid = derived_uid("instance", source_uid, derivation.method_id, derivation.target_kernel)
+    ds.SOPInstanceUID = sop_uid
+    ds.SeriesInstanceUID = series_uid
+
+    ds.ImageType = _set_image_type(ds.get("ImageType"), 4 if multiframe else 3)
+    desc = str(ds.get("SeriesDescription", "") or "")
+    suffix = derivation.suffix
+    ds.SeriesDescription = (_truncate(desc, 64 - len(suffix)) + suffix).strip()
+    try:
+        number = int(ds.get("SeriesNumber"))
+    except (TypeError, ValueError):
+        number = 0
+    ds.SeriesNumber = number + derivation.series_number_offset
+    ds.DerivationDescription = _truncate(
+        f"CT reconstruction kernel conversion {derivation.source_kernel} -> "
+        f"{derivation.target_kernel} by kernelconv {__version__}: {derivation.method}; "
+        "converted images are an estimate, not a reconstruction from raw data", 1024)
+    code = SMOOTHING if derivation.smoothing else EDGE_ENHANCEMENT
+    ds.DerivationCodeSequence = Sequence([_code(code)])
+
+    source_ref = Dataset()
+    source_ref.ReferencedSOPClassUID = source_class
+    source_ref.ReferencedSOPInstanceUID = source_uid
+    source_ref.PurposeOfReferenceCodeSequence = Sequence([_code(SOURCE_FOR_PROCESSING)])
+
+    equipment = Dataset()
+    equipment.PurposeOfReferenceCodeSequence = Sequence([_code(PROCESSING_EQUIPMENT)])
+    equipment.Manufacturer = "kernelconv"
+    equipment.ManufacturerModelName = "kernelconv"
+    equipment.SoftwareVersions = __version__
+    equipment.ContributionDescription = _truncate(
+        f"kernel conversion {derivation.source_kernel} -> {derivation.target_kernel} "
+        f"({derivation.method_id})", 64)
+    contributing = list(ds.get("ContributingEquipmentSequence") or [])
+    ds.ContributingEquipmentSequence = Sequence(contributing + [equipment])
+
+    if multiframe:
+        _update_frames(ds, derivation, source_ref, code)
+    else:
+        ds.SourceImageSequence = Sequence([source_ref])
+        ds.ConvolutionKernel = derivation.target_kernel
+
+    lossy = LOSSY_SYNTAXES.get(source_ts)
+    if lossy and str(ds.get("LossyImageCompression", "")).strip() != "01":
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionMethod = lossy
+    _write_pixels(ds, hu, stored_src, enc)
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = source_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    ds.file_meta = meta
+    ds.preamble = b"\x00" * 128
+    return ds
+
+
+def _update_frames(
+    ds: Dataset, derivation: Derivation, source_ref: Dataset, code: tuple[str, str, str]
+) -> None:
+    """Enhanced CT: FrameType, kernel and a Derivation Image item per frame."""
+    shared = ds.get("SharedFunctionalGroupsSequence") or Sequence([Dataset()])
+    if "SharedFunctionalGroupsSequence" not in ds:
+        ds.SharedFunctionalGroupsSequence = shared
+    recon_seen = False
+    for group_seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for group in ds.get(group_seq) or []:
+            for item in group.get("CTImageFrameTypeSequence") or []:
+                item.FrameType = _set_image_type(item.get("FrameType"), 4)
+            for item in group.get("CTReconstructionSequence") or []:
+                item.ConvolutionKernel = derivation.target_kernel
+                recon_seen = True
+    if not recon_seen:
+        recon = Dataset()
+        recon.ConvolutionKernel = derivation.target_kernel
+        shared[0].CTReconstructionSequence = Sequence([recon])
+    for i, group in enumerate(ds.PerFrameFunctionalGroupsSequence, start=1):
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = source_ref.ReferencedSOPClassUID
+        ref.ReferencedSOPInstanceUID = source_ref.ReferencedSOPInstanceUID
+        ref.ReferencedFrameNumber = i
+        ref.PurposeOfReferenceCodeSequence = Sequence([_code(SOURCE_FOR_PROCESSING)])
+        item = Dataset()
+        item.DerivationDescription = ds.DerivationDescription
+        item.DerivationCodeSequence = Sequence([_code(code)])
+        item.SourceImageSequence = Sequence([ref])
+        group.DerivationImageSequence = Sequence([item])

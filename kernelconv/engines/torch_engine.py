@@ -1,0 +1,104 @@
+"""The GGCL generator run with PyTorch: batched, padded, channels_last, inference_mode."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kernelconv.errors import KernelconvError, ModelError
+from kernelconv.hu import hu_to_unit, unit_to_hu
+from kernelconv.kernels import BUILTIN_SHARPNESS
+from kernelconv.modelfile import ModelInfo, load_model
+from kernelconv.nets.generator import Generator, GeneratorConfig
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class DeviceError(KernelconvError):
+    exit_code = 2
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {spec}: no CUDA GPU is available (use cpu or auto)")
+        try:
+            dev = torch.device(spec)
+        except RuntimeError:
+            raise DeviceError(f"--device {spec}: not a device name") from None
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) present")
+        return dev
+    raise DeviceError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
+
+
+def pad_amounts(size: int, multiple: int) -> tuple[int, int]:
+    """(before, after) padding that makes ``size`` a multiple of ``multiple``, centred."""
+    total = (-size) % multiple
+    return total // 2, total - total // 2
+
+
+class TorchEngine:
+    """Runs a kernelconv model file's generator."""
+
+    def __init__(self, model_path: Path, device: str = "auto", precision: str = "fp32") -> None:
+        info, state = load_model(model_path)
+        self.info: ModelInfo = info
+        try:
+            self.config = GeneratorConfig.from_dict(info.arch_args)
+            net = Generator(self.config)
+            net.load_state_dict(state, strict=True)
+        except (ValueError, RuntimeError) as exc:
+            first = str(exc).splitlines()[0]
+            raise ModelError(f"{model_path}: weights do not fit the architecture ({first})") \
+                from None
+        self.device = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise DeviceError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+        if precision != "fp32" and self.device.type != "cuda":
+            raise DeviceError(f"--precision {precision} needs a CUDA device; the CPU runs fp32")
+        self.precision = precision
+        self.net = net.eval().to(self.device, memory_format=torch.channels_last)
+        self.domains = tuple(info.domains)
+        self.domain_sharpness = {
+            d: info.domain_sharpness.get(d, BUILTIN_SHARPNESS.get(d, float(i)))
+            for i, d in enumerate(self.domains)
+        }
+        self.method_id = info.model_id
+        self.description = f"GGCL StarGAN generator, model {info.model_id}"
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=PRECISIONS[self.precision])
+
+    def convert(self, hu: np.ndarray, source: str, target: str) -> np.ndarray:
+        """Convert (B, H, W) HU; any H and W (reflect-padded to the network's multiple)."""
+        if target not in self.domains:
+            raise KernelconvError(f"target kernel {target} is not one of {self.domains}")
+        lo, hi = self.info.hu_range
+        b, h, w = hu.shape
+        m = self.config.size_multiple
+        (pt, pb), (pl, pr) = pad_amounts(h, m), pad_amounts(w, m)
+        unit = torch.from_numpy(hu_to_unit(hu, lo, hi))[:, None]
+        if pt or pb or pl or pr:
+            mode = "reflect" if min(h, w) > max(pt, pb, pl, pr) else "replicate"
+            unit = torch.nn.functional.pad(unit, (pl, pr, pt, pb), mode=mode)
+        labels = torch.full((b,), self.domains.index(target), dtype=torch.long)
+        pin = self.device.type == "cuda"
+        x = (unit.pin_memory() if pin else unit).to(self.device, non_blocking=pin)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self._autocast():
+            y = self.net(x, labels.to(self.device))
+        assert isinstance(y, torch.Tensor)
+        y = y.float()[:, 0, pt:pt + h, pl:pl + w].cpu().numpy()
+        return unit_to_hu(y, lo, hi)

@@ -1,0 +1,118 @@
+"""Kernel names, their aliases, and the domains a model was trained on.
+
+A *domain* is one of a model's label classes (e.g. ``B30f``); the model file lists its domains in
+label order. The kernel table maps the ConvolutionKernel names found in DICOM headers onto those
+domains. Matching ignores case and surrounding spaces.
+
+Built-in aliases are deliberately conservative: Siemens appends a letter to the kernel number for
+the acquisition mode (``f`` fast, ``s`` sequence/standard, ``h`` head, ``u`` ultra-high
+resolution), and the same number with another letter names the same filter shape, so ``B30s`` is
+read as ``B30f``. Other vendors' kernels (GE ``STANDARD``, Philips ``B``...) are NOT mapped: a
+site that knows its equivalences says so in a kernel-map file (``--kernel-map``)::
+
+    # my-kernels.txt: ALIAS = DOMAIN, one per line
+    STANDARD = B30f
+    LUNG     = B70f
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kernelconv.errors import KernelError, KernelconvError
+
+#: Siemens Definition-class body kernels the paper uses, with a sharpness rank (the kernel
+#: number: higher is sharper). Used for the derivation code (smoothing vs edge enhancement).
+BUILTIN_SHARPNESS: dict[str, float] = {"B30f": 30.0, "B50f": 50.0, "B70f": 70.0}
+
+_SIEMENS = re.compile(r"^([BHIJ][a-z]?)(\d{2})([fshu])$", re.IGNORECASE)
+
+
+def _key(name: str) -> str:
+    return name.strip().lower()
+
+
+def first_kernel_value(value: object) -> str | None:
+    """The first value of a (possibly multi-valued) ConvolutionKernel, or None when empty."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        values = [str(v) for v in value]  # type: ignore[attr-defined]
+        value = values[0] if values else ""
+    text = str(value).strip()
+    return text or None
+
+
+class KernelMapError(KernelconvError):
+    """A kernel-map file that cannot be parsed."""
+
+    exit_code = 2
+
+
+@dataclass
+class KernelTable:
+    """Maps header kernel names onto a model's domains."""
+
+    domains: tuple[str, ...]
+    aliases: dict[str, str] = field(default_factory=dict)  # lower-case alias -> domain
+
+    @classmethod
+    def for_domains(
+        cls, domains: Iterable[str], extra: Mapping[str, str] | None = None
+    ) -> KernelTable:
+        """The built-in table for ``domains`` plus user aliases ``extra`` (alias -> domain)."""
+        doms = tuple(domains)
+        table = cls(doms)
+        for dom in doms:
+            table.aliases[_key(dom)] = dom
+            m = _SIEMENS.match(dom.strip())
+            if m:  # same Siemens kernel number, other acquisition-mode letter
+                for letter in "fshu":
+                    table.aliases.setdefault(_key(f"{m.group(1)}{m.group(2)}{letter}"), dom)
+        for alias, dom in (extra or {}).items():
+            canon = table.aliases.get(_key(dom))
+            if canon is None:
+                raise KernelMapError(
+                    f"kernel map: {alias!r} maps to {dom!r}, which is not one of the model's "
+                    f"kernels ({', '.join(doms)})"
+                )
+            table.aliases[_key(alias)] = canon
+        return table
+
+    def resolve(self, kernel: str) -> str:
+        """The domain a header kernel name belongs to; KernelError naming the known ones if none."""
+        dom = self.aliases.get(_key(kernel))
+        if dom is None:
+            raise KernelError(
+                f"unknown kernel {kernel.strip()!r}; the model knows {', '.join(self.domains)} "
+                "(add an alias with --kernel-map, or give --from)"
+            )
+        return dom
+
+
+def read_kernel_map(path: Path) -> dict[str, str]:
+    """Parse a kernel-map file: ``ALIAS = DOMAIN`` per line, ``#`` starts a comment."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KernelMapError(f"{path}: cannot read kernel map ({exc})") from None
+    mapping: dict[str, str] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        alias, sep, dom = line.partition("=")
+        if not sep or not alias.strip() or not dom.strip():
+            raise KernelMapError(f"{path}:{lineno}: expected 'ALIAS = KERNEL', got {raw.strip()!r}")
+        mapping[alias.strip()] = dom.strip()
+    return mapping
+
+
+def sharpness(domain: str, known: Mapping[str, float] | None = None) -> float | None:
+    """Sharpness rank of a domain: from ``known`` (model metadata), the built-in table, or None."""
+    if known and domain in known:
+        return float(known[domain])
+    return BUILTIN_SHARPNESS.get(domain)

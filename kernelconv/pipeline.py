@@ -1,0 +1,377 @@
+"""read -> infer -> write, with decoding and encoding overlapped with compute.
+
+``convert`` (folders) uses :func:`run_convert`; the PACS listener will call
+:func:`convert_series` on the series it has spooled. Each series is written into a hidden
+temporary folder next to its final place and renamed into place only when every image has been
+written, so an interrupted or failed series leaves no partial output, and an existing output
+series is complete by construction (a rerun skips it unless ``overwrite``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from kernelconv import __version__
+from kernelconv.dicom.dataset import decode_hu, read_dataset
+from kernelconv.dicom.derived import Derivation, build_derived, derived_uid
+from kernelconv.dicom.discovery import Discovery, Series, discover
+from kernelconv.dicom.paths import file_names, is_within, series_dir
+from kernelconv.engines import Engine
+from kernelconv.errors import InputError, KernelconvError, OutputError, SeriesError
+from kernelconv.kernels import KernelTable
+
+TMP_PREFIX = ".kernelconv-tmp-"
+OLD_PREFIX = ".kernelconv-old-"
+
+
+@dataclass
+class ConvertOptions:
+    target: str
+    source_override: str | None = None
+    kernel_map: dict[str, str] = field(default_factory=dict)
+    batch_size: int = 4
+    overwrite: bool = False
+    dry_run: bool = False
+    series_number_offset: int = 1000
+    read_workers: int = 2
+    write_workers: int = 2
+
+
+@dataclass
+class SeriesResult:
+    """One line of the run report (no patient data: folder, UIDs, kernels, counts)."""
+
+    folder: str
+    series_uid: str
+    series_number: int | None
+    source_kernel: str | None
+    target_kernel: str
+    images: int
+    status: str  # converted | skipped | failed | planned
+    reason: str = ""
+    seconds: float = 0.0
+    output: str = ""
+    warnings: list[str] = field(default_factory=list)
+    preview: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("preview")
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+
+@dataclass
+class RunReport:
+    input: str
+    output: str
+    target: str
+    method: str
+    results: list[SeriesResult]
+    skipped: list[dict[str, str]]
+    seconds: float = 0.0
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "failed" for r in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return {
+            "kernelconv": __version__, "input": self.input, "output": self.output,
+            "target": self.target, "method": self.method, "seconds": round(self.seconds, 3),
+            "rank": self.rank, "world_size": self.world_size, "counts": counts,
+            "series": [r.to_json() for r in self.results], "skipped_files": self.skipped,
+        }
+
+
+# ---------------------------------------------------------------------------- planning
+
+@dataclass
+class Planned:
+    series: Series
+    source_domain: str | None
+    status: str  # "convert" | "skipped" | "failed"
+    reason: str = ""
+
+
+def plan_series(
+    series: Series, table: KernelTable, target: str, source_override: str | None
+) -> Planned:
+    """Decide what to do with one series: convert, skip (already at target) or fail."""
+    if series.error:
+        return Planned(series, None, "failed", series.error)
+    kernel = source_override or series.kernel
+    if not kernel:
+        return Planned(series, None, "failed",
+                       "no ConvolutionKernel in the header; give the source kernel with --from")
+    try:
+        domain = table.resolve(kernel)
+    except SeriesError as exc:
+        return Planned(series, None, "failed", str(exc))
+    if domain == target:
+        return Planned(series, domain, "skipped", f"already at the target kernel ({kernel})")
+    return Planned(series, domain, "convert")
+
+
+def shard(series: list[Series], rank: int, world_size: int) -> list[Series]:
+    """This rank's disjoint share: greedy balance by image count, deterministic."""
+    if world_size <= 1:
+        return series
+    load = [0] * world_size
+    mine: set[str] = set()
+    for s in sorted(series, key=lambda s: (-s.n_images, s.series_uid)):
+        r = min(range(world_size), key=lambda i: (load[i], i))
+        load[r] += s.n_images
+        if r == rank:
+            mine.add(s.series_uid)
+    return [s for s in series if s.series_uid in mine]
+
+
+# ---------------------------------------------------------------------------- conversion
+
+def _prefetch(
+    pool: ThreadPoolExecutor, fn: Callable[[Path], Any], items: list[Path], depth: int
+) -> Iterator[Any]:
+    """Map ``fn`` over ``items`` in ``pool`` keeping at most ``depth`` results in flight."""
+    pending: deque[Future[Any]] = deque()
+    it = iter(items)
+    for item in it:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= depth:
+            break
+    while pending:
+        result = pending.popleft().result()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(pool.submit(fn, nxt))
+        yield result
+
+
+def _load(path: Path) -> tuple[Path, Dataset, np.ndarray, np.ndarray]:
+    ds = read_dataset(path)
+    stored, hu = decode_hu(ds, path)
+    return path, ds, stored, hu
+
+
+def _write(ds: Dataset, path: Path) -> None:
+    part = path.with_name(path.name + ".part")
+    ds.save_as(part, enforce_file_format=True)
+    os.replace(part, path)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def convert_series(
+    series: Series,
+    source_domain: str,
+    engine: Engine,
+    out: Path,
+    options: ConvertOptions,
+    on_images: Callable[[int], None] = lambda n: None,
+) -> SeriesResult:
+    """Convert one series into OUT/<study>/<kernel>_<uid>/, all or nothing."""
+    target = options.target
+    start = time.perf_counter()
+    new_series_uid = derived_uid("series", series.series_uid, engine.method_id, target)
+    final = series_dir(out, series.study_uid, target, new_series_uid)
+    result = SeriesResult(
+        folder=series.folder, series_uid=series.series_uid, series_number=series.series_number,
+        source_kernel=series.kernel, target_kernel=target, images=series.n_images,
+        status="converted", output=str(final), warnings=list(series.warnings),
+    )
+    if not is_within(final, out):
+        raise OutputError(f"{series.label()}: output path escapes {out}")
+    names = file_names([s.path for s in series.slices])
+    if final.is_dir() and not options.overwrite:
+        present = {p.name for p in final.iterdir() if p.is_file()}
+        if set(names) <= present:
+            result.status, result.reason = "skipped", "output exists (use --overwrite to redo)"
+            return result
+    sharp = engine.domain_sharpness
+    derivation = Derivation(
+        source_kernel=options.source_override or series.kernel or source_domain,
+        target_kernel=target, method=engine.description, method_id=engine.method_id,
+        smoothing=sharp.get(target, 0.0) < sharp.get(source_domain, 0.0),
+        series_number_offset=options.series_number_offset,
+    )
+    tmp = final.parent / (TMP_PREFIX + final.name)
+    _remove_tree(tmp)
+    tmp.mkdir(parents=True)
+    middle = series.n_images // 2
+    index = 0
+    try:
+        with ThreadPoolExecutor(options.read_workers, "kc-read") as readers, \
+                ThreadPoolExecutor(options.write_workers, "kc-write") as writers:
+            writes: list[Future[None]] = []
+            # a batch collects whole files; multi-frame files contribute all their frames
+            batch: list[tuple[Path, Dataset, np.ndarray, np.ndarray, str]] = []
+            batch_frames = 0
+
+            def flush() -> None:
+                nonlocal batch, batch_frames, index
+                if not batch:
+                    return
+                shapes = {b[3].shape[1:] for b in batch}
+                outs: dict[int, np.ndarray] = {}
+                for shape in shapes:  # one engine call per matrix size
+                    ids = [i for i, b in enumerate(batch) if b[3].shape[1:] == shape]
+                    stack = np.concatenate([batch[i][3] for i in ids])
+                    conv = engine.convert(stack, source_domain, target)
+                    k = 0
+                    for i in ids:
+                        n = batch[i][3].shape[0]
+                        outs[i] = conv[k:k + n]
+                        k += n
+                for i, (_path, ds, stored, hu, name) in enumerate(batch):
+                    n = hu.shape[0]
+                    if index <= middle < index + n:
+                        result.preview = (hu[middle - index].copy(),
+                                          outs[i][middle - index].copy())
+                    index += n
+                    derived = build_derived(ds, outs[i], stored, derivation, new_series_uid)
+                    writes.append(writers.submit(_write, derived, tmp / name))
+                    on_images(n)
+                batch, batch_frames = [], 0
+                for f in [w for w in writes if w.done()]:
+                    f.result()  # surface write errors early
+                    writes.remove(f)
+
+            depth = max(2, options.batch_size * 2)
+            loaded = _prefetch(readers, _load, [s.path for s in series.slices], depth)
+            for (path, ds, stored, hu), name in zip(loaded, names):
+                batch.append((path, ds, stored, hu, name))
+                batch_frames += hu.shape[0]
+                if batch_frames >= options.batch_size:
+                    flush()
+            flush()
+            for f in writes:
+                f.result()
+        _install(tmp, final)
+    except BaseException:
+        _remove_tree(tmp)
+        raise
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Move a finished series folder into place, replacing an older one atomically enough."""
+    if final.exists():
+        old = final.parent / (OLD_PREFIX + final.name)
+        _remove_tree(old)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        _remove_tree(old)
+    else:
+        os.replace(tmp, final)
+
+
+def run_convert(
+    input_path: Path,
+    out: Path,
+    engine_factory: Callable[[], Engine],
+    domains: tuple[str, ...],
+    options: ConvertOptions,
+    progress: Any = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> RunReport:
+    """Discover, plan and convert every series under ``input_path`` into ``out``.
+
+    ``engine_factory`` is called once, and only if some series needs converting. ``progress``
+    is an optional object with ``start(label, total) -> token``, ``advance(token, n)`` and
+    ``finish(token)`` (the CLI passes a rich progress display).
+    """
+    start = time.perf_counter()
+    if not input_path.exists():
+        raise InputError(f"{input_path}: no such file or directory")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if is_within(input_path, out) and input_path.resolve() == out.resolve():
+        raise OutputError(f"{out}: the output folder must differ from the input folder")
+    found: Discovery = discover(input_path, exclude=[out])
+    table = KernelTable.for_domains(domains, options.kernel_map)
+    if options.target not in domains:
+        options.target = table.resolve(options.target)
+    mine = shard(found.series, rank, world_size)
+    report = RunReport(str(input_path), str(out), options.target, "", [],
+                       [{"path": s.path, "reason": s.reason} for s in found.skipped],
+                       rank=rank, world_size=world_size)
+    if not found.series and not found.skipped:
+        raise InputError(f"{input_path}: no files found")
+    if not found.series:
+        raise InputError(f"{input_path}: no CT series found ({len(found.skipped)} file(s) or "
+                         "series skipped, see the report)")
+    plans = [plan_series(s, table, options.target, options.source_override) for s in mine]
+    engine: Engine | None = None
+    for p in plans:
+        s = p.series
+        base = SeriesResult(
+            folder=s.folder, series_uid=s.series_uid, series_number=s.series_number,
+            source_kernel=s.kernel, target_kernel=options.target, images=s.n_images,
+            status=p.status, reason=p.reason, warnings=list(s.warnings),
+        )
+        if p.status != "convert" or options.dry_run:
+            if p.status == "convert":
+                base.status = "planned"
+            report.results.append(base)
+            continue
+        if engine is None:
+            engine = engine_factory()
+            report.method = engine.description
+        if not out.exists():
+            try:
+                out.mkdir(parents=True)
+            except OSError as exc:
+                raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") \
+                    from None
+        token = progress.start(s.label(), s.n_images) if progress else None
+        try:
+            assert p.source_domain is not None
+            res = convert_series(
+                s, p.source_domain, engine, out, options,
+                on_images=(lambda n, t=token: progress.advance(t, n)) if progress else
+                (lambda n: None),
+            )
+        except KernelconvError as exc:
+            base.status, base.reason = "failed", str(exc)
+            res = base
+        except OSError as exc:
+            base.status, base.reason = "failed", f"write error: {exc.strerror} ({exc.filename})"
+            res = base
+        except Exception as exc:  # noqa: BLE001 - one bad series must not stop the run
+            base.status = "failed"
+            base.reason = f"unexpected error ({type(exc).__name__}: {exc}); please report it"
+            res = base
+        finally:
+            if progress:
+                progress.finish(token)
+        report.results.append(res)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def write_report(report: RunReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    os.replace(part, path)
