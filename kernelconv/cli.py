@@ -236,10 +236,18 @@ def models() -> None:
                   "model file into the user models folder")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning every error into one line and an exit code."""
+    import logging
+    import warnings
+
+    # pydicom warns about every non-conformant value in a source file; the conversion reports
+    # what matters per series, so keep the terminal to one line per problem
+    warnings.filterwarnings("ignore", module=r"pydicom\..*")
+    warnings.filterwarnings("ignore", category=UserWarning, message=r"(Invalid value|The value length)")
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
-        code = cli.main(prog_name="kernelconv", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="kernelconv", standalone_mode=False)
     except click.exceptions.Abort:
         _fail("aborted", 130)
     except click.ClickException as exc:

@@ -195,8 +195,8 @@ def convert_series(
     final = series_dir(out, series.study_uid, target, new_series_uid)
     result = SeriesResult(
         folder=series.folder, series_uid=series.series_uid, series_number=series.series_number,
-        source_kernel=series.kernel, target_kernel=target, images=series.n_images,
-        status="converted", output=str(final), warnings=list(series.warnings),
+        source_kernel=options.source_override or series.kernel, target_kernel=target,
+        images=series.n_images, status="converted", output=str(final), warnings=list(series.warnings),
     )
     if not is_within(final, out):
         raise OutputError(f"{series.label()}: output path escapes {out}")
@@ -327,7 +327,8 @@ def run_convert(
         s = p.series
         base = SeriesResult(
             folder=s.folder, series_uid=s.series_uid, series_number=s.series_number,
-            source_kernel=s.kernel, target_kernel=options.target, images=s.n_images,
+            source_kernel=options.source_override or s.kernel, target_kernel=options.target,
+            images=s.n_images,
             status=p.status, reason=p.reason, warnings=list(s.warnings),
         )
         if p.status != "convert" or options.dry_run:
