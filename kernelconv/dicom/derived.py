@@ -91,10 +91,14 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit]
 
 
-def _set_image_type(values: object, n: int) -> list[str]:
+def _set_image_type(values: object, n: int, multiframe: bool = False) -> list[str]:
+    """Value 1 DERIVED; value 2 SECONDARY (classic CT) or the source's PRIMARY/MIXED
+    (Enhanced CT, whose value 2 is an enumerated examination characteristic); the rest kept."""
     src = [str(v) for v in (values or [])]  # type: ignore[attr-defined]
     rest = src[2:n] if len(src) > 2 else []
-    out = ["DERIVED", "SECONDARY"] + rest
+    second = (src[1] if len(src) > 1 and src[1] in ("PRIMARY", "MIXED") else "PRIMARY") \
+        if multiframe else "SECONDARY"
+    out = ["DERIVED", second] + rest
     if len(out) < 3:
         out.append("AXIAL")
     return out
@@ -156,6 +160,7 @@ def build_derived(
     """
     source_class = str(ds.SOPClassUID)
     source_uid = str(ds.SOPInstanceUID)
+    source_series = str(ds.SeriesInstanceUID)
     source_ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     multiframe = "PerFrameFunctionalGroupsSequence" in ds
     enc = choose_encoding(ds)
@@ -167,7 +172,7 @@ def build_derived(
     ds.SOPInstanceUID = sop_uid
     ds.SeriesInstanceUID = series_uid
 
-    ds.ImageType = _set_image_type(ds.get("ImageType"), 4 if multiframe else 3)
+    ds.ImageType = _set_image_type(ds.get("ImageType"), 4 if multiframe else 3, multiframe)
     desc = str(ds.get("SeriesDescription", "") or "")
     suffix = derivation.suffix
     ds.SeriesDescription = (_truncate(desc, 64 - len(suffix)) + suffix).strip()
@@ -200,7 +205,7 @@ def build_derived(
     ds.ContributingEquipmentSequence = Sequence(contributing + [equipment])
 
     if multiframe:
-        _update_frames(ds, derivation, source_ref, code)
+        _update_frames(ds, derivation, source_ref, code, source_series)
     else:
         ds.SourceImageSequence = Sequence([source_ref])
         ds.ConvolutionKernel = derivation.target_kernel
@@ -223,7 +228,8 @@ def build_derived(
 
 
 def _update_frames(
-    ds: Dataset, derivation: Derivation, source_ref: Dataset, code: tuple[str, str, str]
+    ds: Dataset, derivation: Derivation, source_ref: Dataset, code: tuple[str, str, str],
+    source_series_uid: str,
 ) -> None:
     """Enhanced CT: FrameType, kernel and a Derivation Image item per frame."""
     shared = ds.get("SharedFunctionalGroupsSequence") or Sequence([Dataset()])
@@ -233,7 +239,7 @@ def _update_frames(
     for group_seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
         for group in ds.get(group_seq) or []:
             for item in group.get("CTImageFrameTypeSequence") or []:
-                item.FrameType = _set_image_type(item.get("FrameType"), 4)
+                item.FrameType = _set_image_type(item.get("FrameType"), 4, True)
             for item in group.get("CTReconstructionSequence") or []:
                 item.ConvolutionKernel = derivation.target_kernel
                 recon_seen = True
@@ -241,6 +247,17 @@ def _update_frames(
         recon = Dataset()
         recon.ConvolutionKernel = derivation.target_kernel
         shared[0].CTReconstructionSequence = Sequence([recon])
+    # Enhanced CT Image module: DERIVED images name their sources (hierarchical reference)
+    sop = Dataset()
+    sop.ReferencedSOPClassUID = source_ref.ReferencedSOPClassUID
+    sop.ReferencedSOPInstanceUID = source_ref.ReferencedSOPInstanceUID
+    series = Dataset()
+    series.SeriesInstanceUID = source_series_uid
+    series.ReferencedSOPSequence = Sequence([sop])
+    evidence = Dataset()
+    evidence.StudyInstanceUID = ds.StudyInstanceUID
+    evidence.ReferencedSeriesSequence = Sequence([series])
+    ds.SourceImageEvidenceSequence = Sequence([evidence])
     for i, group in enumerate(ds.PerFrameFunctionalGroupsSequence, start=1):
         ref = Dataset()
         ref.ReferencedSOPClassUID = source_ref.ReferencedSOPClassUID

@@ -20,7 +20,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from kernelconv.dicom.dataset import kernel_of
+from kernelconv.dicom.dataset import frame_rescales, kernel_of
+from kernelconv.errors import SeriesError
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.1"
@@ -199,6 +200,11 @@ def discover(root: Path, exclude: list[Path] | None = None) -> Discovery:
         image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]
         if len(image_type) > 2 and image_type[2] == "LOCALIZER":
             skipped.append(Skipped(str(path), "CT localizer (topogram), not an axial image"))
+            continue
+        try:
+            frame_rescales(ds)
+        except SeriesError as exc:  # e.g. a perfusion map (RescaleType US): nothing to convert
+            skipped.append(Skipped(str(path), f"not convertible: {exc}"))
             continue
         series_uid = str(ds.get("SeriesInstanceUID", "")).strip()
         sop_uid = str(ds.get("SOPInstanceUID", "")).strip()
