@@ -213,7 +213,8 @@ Examples:
 def models() -> None:
     """List installed models: bundled (models/) and user ($KERNELCONV_MODELS or
     ~/.local/share/kernelconv/models). The default is marked with *."""
-    from kernelconv.modelfile import bundled_models_dir, list_models, user_models_dir
+    from kernelconv.bundled import bundled_models_dir, example_series_dir
+    from kernelconv.modelfile import list_models, user_models_dir
 
     entries = list_models()
     table = Table(title="kernelconv models")
@@ -231,6 +232,7 @@ def models() -> None:
     out.print(table)
     out.print(f"user models: {user_models_dir()}")
     out.print(f"bundled models: {bundled_models_dir() or 'none'}")
+    out.print(f"bundled example series: {example_series_dir() or 'none'}")
     if not entries:
         out.print("no models installed yet: train one with `kernelconv train`, or copy a "
                   "model file into the user models folder")

@@ -28,6 +28,12 @@ class KernelconvError(Exception):
     exit_code = EXIT_INTERNAL
 
 
+class UsageError(KernelconvError):
+    """An option value that cannot be used (like click's usage errors)."""
+
+    exit_code = EXIT_USAGE
+
+
 class ModelError(KernelconvError):
     """The model file is missing, corrupt or incompatible."""
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kernelconv.errors import KernelError, KernelconvError
+from kernelconv.errors import KernelError, UsageError
 
 #: Siemens Definition-class body kernels the paper uses, with a sharpness rank (the kernel
 #: number: higher is sharper). Used for the derivation code (smoothing vs edge enhancement).
@@ -46,10 +46,8 @@ def first_kernel_value(value: object) -> str | None:
     return text or None
 
 
-class KernelMapError(KernelconvError):
+class KernelMapError(UsageError):
     """A kernel-map file that cannot be parsed."""
-
-    exit_code = 2
 
 
 @dataclass

@@ -21,10 +21,10 @@ import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kernelconv.bundled import bundled_models_dir
 from kernelconv.errors import ModelError, NoModelError
 from kernelconv.hu import HU_MAX, HU_MIN
 
@@ -163,19 +163,6 @@ def load_model(path: Path) -> tuple[ModelInfo, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- discovery
-
-def bundled_models_dir() -> Path | None:
-    """models/ shipped with the package (installed as the ``kernelconv._models`` data dir)."""
-    try:
-        root = resources.files("kernelconv._models")
-        path = Path(str(root))
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    repo = Path(__file__).resolve().parent.parent / "models"
-    return repo if repo.is_dir() else None
-
 
 def user_models_dir() -> Path:
     """``$KERNELCONV_MODELS``, else ``$XDG_DATA_HOME/kernelconv/models`` (~/.local/share/...)."""

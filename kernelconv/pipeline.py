@@ -29,7 +29,7 @@ from kernelconv.dicom.derived import Derivation, build_derived, derived_uid
 from kernelconv.dicom.discovery import Discovery, Series, discover
 from kernelconv.dicom.paths import file_names, is_within, series_dir
 from kernelconv.engines import Engine
-from kernelconv.errors import InputError, KernelconvError, OutputError, SeriesError
+from kernelconv.errors import InputError, KernelconvError, OutputError, SeriesError, UsageError
 from kernelconv.kernels import KernelTable
 
 TMP_PREFIX = ".kernelconv-tmp-"
@@ -257,7 +257,7 @@ def convert_series(
 
             depth = max(2, options.batch_size * 2)
             loaded = _prefetch(readers, _load, [s.path for s in series.slices], depth)
-            for (path, ds, stored, hu), name in zip(loaded, names):
+            for (path, ds, stored, hu), name in zip(loaded, names, strict=True):
                 batch.append((path, ds, stored, hu, name))
                 batch_frames += hu.shape[0]
                 if batch_frames >= options.batch_size:
@@ -311,7 +311,11 @@ def run_convert(
     found: Discovery = discover(input_path, exclude=[out])
     table = KernelTable.for_domains(domains, options.kernel_map)
     if options.target not in domains:
-        options.target = table.resolve(options.target)
+        try:
+            options.target = table.resolve(options.target)
+        except KernelconvError:
+            raise UsageError(f"--to {options.target}: not one of the model's kernels "
+                             f"({', '.join(domains)})") from None
     mine = shard(found.series, rank, world_size)
     report = RunReport(str(input_path), str(out), options.target, "", [],
                        [{"path": s.path, "reason": s.reason} for s in found.skipped],
@@ -346,13 +350,14 @@ def run_convert(
                 raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") \
                     from None
         token = progress.start(s.label(), s.n_images) if progress else None
+
+        def on_images(n: int, token: Any = token) -> None:
+            if progress:
+                progress.advance(token, n)
+
         try:
             assert p.source_domain is not None
-            res = convert_series(
-                s, p.source_domain, engine, out, options,
-                on_images=(lambda n, t=token: progress.advance(t, n)) if progress else
-                (lambda n: None),
-            )
+            res = convert_series(s, p.source_domain, engine, out, options, on_images)
         except KernelconvError as exc:
             base.status, base.reason = "failed", str(exc)
             res = base

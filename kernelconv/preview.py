@@ -40,7 +40,7 @@ def write_preview(
         labels = [f"source {title}", "converted (WL -700 / WW 1500)",
                   f"difference, +-{DIFF_RANGE:.0f} HU"]
         y = r * (tile + header)
-        for c, (img, label) in enumerate(zip(tiles, labels)):
+        for c, (img, label) in enumerate(zip(tiles, labels, strict=True)):
             scale = tile / max(img.shape)
             size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
             canvas.paste(Image.fromarray(img).resize(size, Image.Resampling.BILINEAR),

@@ -18,8 +18,7 @@ def _functional_items(ds: Dataset, keyword: str) -> Iterator[Dataset]:
     """Items of functional group ``keyword`` in the shared, then the per-frame groups."""
     for group_seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
         for group in ds.get(group_seq) or []:
-            for item in group.get(keyword) or []:
-                yield item
+            yield from group.get(keyword) or []
 
 
 def kernel_of(ds: Dataset) -> str | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from kernelconv import __version__
 from kernelconv.dicom.dataset import frame_count, frame_rescales
@@ -217,8 +217,8 @@ def build_derived(
     _write_pixels(ds, hu, stored_src, enc)
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = source_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPClassUID = UID(source_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernelconv.errors import KernelconvError, ModelError
+from kernelconv.errors import KernelconvError, ModelError, UsageError
 from kernelconv.hu import hu_to_unit, unit_to_hu
 from kernelconv.kernels import BUILTIN_SHARPNESS
 from kernelconv.modelfile import ModelInfo, load_model
@@ -17,8 +17,8 @@ from kernelconv.nets.generator import Generator, GeneratorConfig
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class DeviceError(KernelconvError):
-    exit_code = 2
+class DeviceError(UsageError):
+    """--device or --precision cannot be used on this machine."""
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -67,7 +67,8 @@ class TorchEngine:
         if precision != "fp32" and self.device.type != "cuda":
             raise DeviceError(f"--precision {precision} needs a CUDA device; the CPU runs fp32")
         self.precision = precision
-        self.net = net.eval().to(self.device, memory_format=torch.channels_last)
+        net = net.eval().to(self.device)
+        self.net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.domains = tuple(info.domains)
         self.domain_sharpness = {
             d: info.domain_sharpness.get(d, BUILTIN_SHARPNESS.get(d, float(i)))

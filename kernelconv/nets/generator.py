@@ -117,7 +117,7 @@ class Generator(nn.Module):
         """One-hot (B, c_dim) or index (B,) labels -> (B, c_dim, H, W) tiled planes."""
         if labels.dim() == 1:
             labels = nn.functional.one_hot(labels.long(), self.config.c_dim)
-        return labels.to(self.head[0].weight.dtype)[:, :, None, None].expand(
+        return labels.float()[:, :, None, None].expand(
             -1, -1, height, width
         )
 
