@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,12 +83,11 @@ def test_write_error_fails_the_series_cleanly(tmp_path: Path, tiny_model: Path,
 
 @pytest.mark.slow
 def test_torchrun_ranks_convert_disjoint_shares(tmp_path: Path, tiny_model: Path) -> None:
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
     make_series(dicom_file("CT_small.dcm"), tmp_path / "in" / "a", 3, seed=1)
     make_series(dicom_file("CT_small.dcm"), tmp_path / "in" / "b", 3, seed=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [torchrun, "--nproc-per-node", "2", "--master-port", "29531", "-m", "kernelconv",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29531", "-m", "kernelconv",
          "convert", str(tmp_path / "in"), str(tmp_path / "out"), "--to", "B30f",
          "--model", str(tiny_model)],
         capture_output=True, text=True, env=env, timeout=300)
