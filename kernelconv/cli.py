@@ -234,7 +234,7 @@ def models() -> None:
     out.print(f"bundled models: {bundled_models_dir() or 'none'}")
     out.print(f"bundled example series: {example_series_dir() or 'none'}")
     if not entries:
-        out.print("no models installed yet: train one with `kernelconv train`, or copy a "
+        out.print("no models installed yet (no trained default model ships in this version): copy a "
                   "model file into the user models folder")
 
 

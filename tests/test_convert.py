@@ -339,7 +339,8 @@ def test_no_model_says_how_to_get_one(sharp_series: Path, tmp_path: Path, capsys
     code, out, err = run_cli(["convert", sharp_series, tmp_path / "out", "--to", "B30f"],
                              capsys)
     assert code == 3
-    assert "kernelconv train" in err and str(tmp_path / "none") in err
+    assert "no kernel-conversion model is installed" in err and str(tmp_path / "none") in err
+    assert "--model" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
