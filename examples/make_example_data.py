@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import RLELossless
+
+from kernelconv.dicom.synthetic import SeriesInfo, ct_image, uid
 
 N_SLICES = 4
 SIZE = 512
@@ -54,52 +55,17 @@ def write_series(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(20231008)
     root = "kernelconv example"
-    study, series, frame = (generate_uid(entropy_srcs=[root, k]) for k in ("study", "series", "for"))
+    info = SeriesInfo(
+        study_uid=uid(root, "study"), series_uid=uid(root, "series"),
+        frame_of_reference_uid=uid(root, "for"), patient_name="EXAMPLE^SYNTHETIC",
+        patient_id="KC-EXAMPLE-0001", kernel="B70f", series_number=3,
+        series_description="Thorax 1.0 B70f (synthetic)", study_description="Synthetic chest example",
+        manufacturer="kernelconv example (synthetic)", pixel_mm=PIXEL_MM, slice_mm=SLICE_MM,
+    )
     for i in range(N_SLICES):
         hu = phantom(i / max(1, N_SLICES - 1), rng)
-        stored = np.clip(np.rint(hu + 1024.0), 0, 4095).astype(np.uint16)
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = generate_uid(entropy_srcs=[root, "instance", str(i)])
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = CTImageStorage
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20260101"
-        ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
-        ds.AccessionNumber = ""
-        ds.Modality = "CT"
-        ds.Manufacturer = "kernelconv example (synthetic)"
-        ds.ReferringPhysicianName = ""
-        ds.StudyDescription = "Synthetic chest example"
-        ds.SeriesDescription = "Thorax 1.0 B70f (synthetic)"
-        ds.PatientName = "EXAMPLE^SYNTHETIC"
-        ds.PatientID = "KC-EXAMPLE-0001"
-        ds.PatientBirthDate = ""
-        ds.PatientSex = "O"
-        ds.BodyPartExamined = "CHEST"
-        ds.SliceThickness = SLICE_MM
-        ds.KVP = 120
-        ds.ConvolutionKernel = "B70f"
-        ds.PatientPosition = "FFS"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.StudyID = "1"
-        ds.SeriesNumber = 3
-        ds.InstanceNumber = i + 1
-        ds.ImagePositionPatient = [-SIZE * PIXEL_MM / 2, -SIZE * PIXEL_MM / 2, -i * SLICE_MM]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PositionReferenceIndicator = ""
-        ds.AcquisitionNumber = 1
-        ds.SliceLocation = -i * SLICE_MM
-        ds.PixelSpacing = [PIXEL_MM, PIXEL_MM]
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        ds.RescaleType = "HU"
-        ds.WindowCenter, ds.WindowWidth = -700, 1500
-        ds.set_pixel_data(stored, "MONOCHROME2", 12)
-        ds.compress(RLELossless)  # about half the size, and exercises compressed input
+        ds = ct_image(info, hu, i, -i * SLICE_MM, uid(root, "instance", i))
+        ds.compress(RLELossless, generate_instance_uid=False)  # about half the size, and exercises compressed input
         ds.save_as(folder / f"IM{i + 1:04d}", enforce_file_format=True)
 
 

@@ -1,0 +1,1 @@
+"""Image-quality measurement: MTF and noise (QA), and conversion metrics."""

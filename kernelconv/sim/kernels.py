@@ -1,0 +1,115 @@
+"""The declarative table of simulated reconstruction kernels.
+
+Each kernel is an apodisation window W(f) multiplying the ramp filter |f| of FBP:
+
+    W(f) = (1 + bump_gain * exp(-((f - bump_center) / bump_width)^2))
+           * ((1 - floor) / (1 + (f / cutoff)^(2 * order)) + floor)
+
+with f in line pairs per cm (lp/cm). A Butterworth low-pass sets the resolution; the Gaussian
+bump gives the mid-frequency boost of edge-enhancing kernels (MTF peak > 1).
+
+Source of the numbers: the project's kernel specification (shared notes, "Kernel response
+targets": MTF50, MTF10, MTF peak and noise relative to B30f, approximating published Siemens
+body kernels; no vendor table was available). The window parameters below were fitted so that
+the window times this scanner's detector aperture and focal-spot response meets those targets
+(`python scripts/fit_kernel_windows.py` reruns the fit); `kernelconv qa` then MEASURES the
+reconstructed images and tests/test_sim.py asserts every kernel lands inside the spec.
+
+Users add kernels with a JSON file (`kernelconv simulate --kernel-table FILE`), a list of
+objects with the fields of :class:`KernelSpec`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from kernelconv.errors import UsageError
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One reconstruction kernel: its window parameters and its specification targets."""
+
+    name: str
+    cutoff: float  # Butterworth cutoff, lp/cm
+    order: float  # Butterworth order
+    bump_gain: float = 0.0
+    bump_center: float = 0.0  # lp/cm
+    bump_width: float = 1.0  # lp/cm
+    floor: float = 0.0
+    sharpness: float = 0.0  # rank for labels/derivation codes (higher = sharper)
+    # specification targets (None: not specified); checked by `kernelconv qa`
+    mtf50: tuple[float, float] | None = None  # (target, tolerance) lp/cm
+    mtf10: tuple[float, float] | None = None
+    peak: tuple[float, float] | None = None  # (min, max) of max MTF
+    noise_ratio: tuple[float, float] | None = None  # (min, max) SD relative to B30f
+    source: str = ""
+
+    def window(self, f_lpcm: np.ndarray) -> np.ndarray:
+        """W(f) for spatial frequencies in lp/cm (any shape), normalised to W(0) = 1."""
+        f = np.abs(np.asarray(f_lpcm, dtype=np.float64))
+        return self._raw(f) / self._raw(np.zeros(1))[0]
+
+    def _raw(self, f: np.ndarray) -> np.ndarray:
+        lowpass = (1.0 - self.floor) / (1.0 + (f / self.cutoff) ** (2.0 * self.order)) + self.floor
+        bump = 1.0 + self.bump_gain * np.exp(-(((f - self.bump_center) / self.bump_width) ** 2))
+        return lowpass * bump
+
+
+_SPEC = "project kernel spec (shared/notes/kernel-physics.md), fitted window"
+
+BUILTIN_KERNELS: tuple[KernelSpec, ...] = (
+    KernelSpec("B30f", cutoff=3.8, order=2.0, sharpness=30,
+               mtf50=(3.5, 0.3), mtf10=(6.0, 0.4), peak=(0.0, 1.02), noise_ratio=(1.0, 1.0),
+               source=_SPEC),
+    KernelSpec("B50f", cutoff=5.887, order=1.7281, bump_gain=0.3016, bump_center=3.9802,
+               bump_width=2.0031, floor=0.0, sharpness=50,
+               mtf50=(5.3, 0.3), mtf10=(8.3, 0.5), peak=(0.0, 1.05), noise_ratio=(2.0, 3.5),
+               source=_SPEC),
+    KernelSpec("B70f", cutoff=10.2858, order=1.0, bump_gain=1.3982, bump_center=5.4818,
+               bump_width=2.2597, floor=0.0267, sharpness=70,
+               mtf50=(7.6, 0.4), mtf10=(11.0, 0.6), peak=(1.2, 1.5), noise_ratio=(5.0, 9.0),
+               source=_SPEC),
+)
+
+
+def _tuple(v: object) -> tuple[float, float] | None:
+    if v is None:
+        return None
+    pair = list(v)  # type: ignore[call-overload]
+    if len(pair) != 2:
+        raise ValueError(f"expected [value, tolerance] or [min, max], got {v!r}")
+    return float(pair[0]), float(pair[1])
+
+
+def load_kernel_table(path: Path | None = None) -> dict[str, KernelSpec]:
+    """The built-in kernels plus (overriding by name) those in a JSON file."""
+    table = {k.name: k for k in BUILTIN_KERNELS}
+    if path is None:
+        return table
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(items, list):
+            raise ValueError("expected a JSON list of kernels")
+        names = {f.name for f in fields(KernelSpec)}
+        for item in items:
+            unknown = set(item) - names
+            if unknown:
+                raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+            for key in ("mtf50", "mtf10", "peak", "noise_ratio"):
+                item[key] = _tuple(item.get(key))
+            spec = KernelSpec(**item)
+            if spec.cutoff <= 0 or spec.order <= 0 or spec.bump_width <= 0:
+                raise ValueError(f"{spec.name}: cutoff, order and bump_width must be > 0")
+            table[spec.name] = spec
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise UsageError(f"{path}: invalid kernel table ({exc})") from None
+    return table
+
+
+def kernel_table_json(table: dict[str, KernelSpec]) -> str:
+    return json.dumps([asdict(k) for k in table.values()], indent=2)
