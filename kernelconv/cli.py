@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ CONVERT_EPILOG = """
 Examples:
   kernelconv convert in/ out/ --to B30f
   kernelconv convert in/ out/ --to B70f --from B30f --model my-model
+  kernelconv convert in/ out/ --to B30f --method filter
   kernelconv convert in/ out/ --to B30f --kernel-map site-kernels.txt --preview out/check.png
   kernelconv convert in/ out/ --to B30f --device cuda --precision bf16 --batch-size 16
   torchrun --nproc-per-node 4 -m kernelconv convert archive/ out/ --to B30f
@@ -98,6 +100,11 @@ failed, 2 usage, 3 model, 4 input, 5 output, 70 internal error.
               help="Target kernel, one of the model's kernels (e.g. B30f).")
 @click.option("--from", "source", metavar="KERNEL",
               help="Source kernel for every series, overriding ConvolutionKernel (0018,1210).")
+@click.option("--method", type=click.Choice(["model", "filter"]), default="model",
+              show_default=True,
+              help="model: the GGCL generator. filter: the classical MTF-ratio baseline "
+                   "(Ohkubo et al.; an extension beyond the paper) between the kernels of the "
+                   "simulator's kernel table; needs no model.")
 @click.option("--model", metavar="NAME|PATH",
               help="Model name (see `kernelconv models`) or a model file; default: the "
                    "default model.")
@@ -119,7 +126,8 @@ failed, 2 usage, 3 model, 4 input, 5 output, 70 internal error.
               help="Write a PNG montage (source, converted, difference) of a middle slice "
                    "per converted series, lung window WL -700 / WW 1500.")
 def convert(
-    input_path: Path, output_path: Path, target: str, source: str | None, model: str | None,
+    input_path: Path, output_path: Path, target: str, source: str | None, method: str,
+    model: str | None,
     kernel_map: Path | None, device: str, precision: str, batch_size: int,
     series_number_offset: int, overwrite: bool, dry_run: bool, report_path: Path | None,
     preview: Path | None,
@@ -131,13 +139,10 @@ def convert(
     already at the target are skipped; existing output series are skipped unless
     --overwrite, so an interrupted run resumes. The input is never modified.
     """
-    from kernelconv.engines.torch_engine import TorchEngine
+    from kernelconv.engines import Engine
     from kernelconv.kernels import read_kernel_map
-    from kernelconv.modelfile import read_info, resolve_model
     from kernelconv.pipeline import ConvertOptions, run_convert, write_report
 
-    model_path = resolve_model(model)
-    info = read_info(model_path)
     rank, world, local_rank = _dist_env()
     if world > 1 and device == "auto":
         import torch
@@ -150,12 +155,23 @@ def convert(
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("slices"), TimeRemainingColumn())
+    factory: Callable[[], Engine]
+    if method == "filter":
+        from kernelconv.engines.filter_engine import FilterEngine
+
+        filter_engine = FilterEngine()
+        domains = filter_engine.domains
+        factory = lambda: filter_engine  # noqa: E731
+    else:
+        from kernelconv.engines.torch_engine import TorchEngine
+        from kernelconv.modelfile import read_info, resolve_model
+
+        model_path = resolve_model(model)
+        domains = tuple(read_info(model_path).domains)
+        factory = lambda: TorchEngine(model_path, device, precision)  # noqa: E731
     with Progress(*columns, console=err, transient=False, disable=dry_run) as bar:
-        report = run_convert(
-            input_path, output_path, lambda: TorchEngine(model_path, device, precision),
-            tuple(info.domains), options, progress=_RichProgress(bar), rank=rank,
-            world_size=world,
-        )
+        report = run_convert(input_path, output_path, factory, domains, options,
+                             progress=_RichProgress(bar), rank=rank, world_size=world)
     if not dry_run:
         if report_path is None:
             name = "kernelconv-report.json" if world == 1 else f"kernelconv-report.rank{rank}.json"

@@ -24,7 +24,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from kernelconv import __version__
-from kernelconv.dicom.dataset import decode_hu, read_dataset
+from kernelconv.dicom.dataset import decode_hu, pixel_spacing_mm, read_dataset
 from kernelconv.dicom.derived import Derivation, build_derived, derived_uid
 from kernelconv.dicom.discovery import Discovery, Series, discover
 from kernelconv.dicom.paths import file_names, is_within, series_dir
@@ -33,6 +33,7 @@ from kernelconv.errors import InputError, KernelconvError, OutputError, SeriesEr
 from kernelconv.kernels import KernelTable
 
 TMP_PREFIX = ".kernelconv-tmp-"
+DEFAULT_PIXEL_MM = 0.68359375  # 350 mm / 512, when a header gives no spacing
 OLD_PREFIX = ".kernelconv-old-"
 
 
@@ -230,12 +231,13 @@ def convert_series(
                 nonlocal batch, batch_frames, index
                 if not batch:
                     return
-                shapes = {b[3].shape[1:] for b in batch}
+                keys = [(b[3].shape[1:], pixel_spacing_mm(b[1]) or DEFAULT_PIXEL_MM)
+                        for b in batch]
                 outs: dict[int, np.ndarray] = {}
-                for shape in shapes:  # one engine call per matrix size
-                    ids = [i for i, b in enumerate(batch) if b[3].shape[1:] == shape]
+                for key in dict.fromkeys(keys):  # one engine call per matrix size and spacing
+                    ids = [i for i, k in enumerate(keys) if k == key]
                     stack = np.concatenate([batch[i][3] for i in ids])
-                    conv = engine.convert(stack, source_domain, target)
+                    conv = engine.convert(stack, source_domain, target, pixel_mm=key[1])
                     k = 0
                     for i in ids:
                         n = batch[i][3].shape[0]

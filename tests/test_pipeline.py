@@ -25,7 +25,8 @@ class IdentityEngine:
     domains = ("B30f", "B50f", "B70f")
     domain_sharpness = {"B30f": 30.0, "B50f": 50.0, "B70f": 70.0}
 
-    def convert(self, hu: np.ndarray, source: str, target: str) -> np.ndarray:
+    def convert(self, hu: np.ndarray, source: str, target: str,
+                pixel_mm: float = 0.68) -> np.ndarray:
         return np.clip(hu, -1024.0, 3071.0)
 
 

@@ -32,6 +32,20 @@ def kernel_of(ds: Dataset) -> str | None:
     return kernel
 
 
+def pixel_spacing_mm(ds: Dataset) -> float | None:
+    """Row pixel spacing (mm): PixelSpacing, or the Pixel Measures functional group."""
+    values = ds.get("PixelSpacing")
+    if not values:
+        for item in _functional_items(ds, "PixelMeasuresSequence"):
+            values = item.get("PixelSpacing")
+            if values:
+                break
+    try:
+        return float(values[0]) if values else None
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def frame_count(ds: Dataset) -> int:
     try:
         return max(1, int(ds.get("NumberOfFrames") or 1))

@@ -19,6 +19,11 @@ class Engine(Protocol):
     #: sharpness rank per domain (higher = sharper), for the derivation code
     domain_sharpness: dict[str, float]
 
-    def convert(self, hu: np.ndarray, source: str, target: str) -> np.ndarray:
-        """(B, H, W) float32 HU in ``source`` kernel -> (B, H, W) float32 HU in ``target``."""
+    def convert(self, hu: np.ndarray, source: str, target: str,
+                pixel_mm: float = 0.68359375) -> np.ndarray:
+        """(B, H, W) float32 HU in ``source`` kernel -> (B, H, W) float32 HU in ``target``.
+
+        ``pixel_mm`` is the pixel spacing; engines whose response is defined in lp/cm (the
+        filter) need it, the network ignores it (it was trained at one pixel size).
+        """
         ...

@@ -82,7 +82,8 @@ class TorchEngine:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=PRECISIONS[self.precision])
 
-    def convert(self, hu: np.ndarray, source: str, target: str) -> np.ndarray:
+    def convert(self, hu: np.ndarray, source: str, target: str,
+                pixel_mm: float = 0.68359375) -> np.ndarray:
         """Convert (B, H, W) HU; any H and W (reflect-padded to the network's multiple)."""
         if target not in self.domains:
             raise KernelconvError(f"target kernel {target} is not one of {self.domains}")
