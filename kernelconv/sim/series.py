@@ -5,7 +5,8 @@ Layout of OUT::
     OUT/patient-000/B30f/IM0001 ...   one series per kernel, same study and frame of reference,
     OUT/patient-000/B50f/...          slices paired by ImagePositionPatient
     OUT/patient-000/truth.npz         noiseless ground truth (HU, 512 x 512, the phantom
-                                      averaged over each output pixel), lung mask, z positions
+                                      averaged over each output pixel), lung mask, z positions,
+                                      StudyInstanceUID and FrameOfReferenceUID
     OUT/simulation.json               parameters, kernels, seeds, version
 
 A patient's folders are written to a temporary name and renamed when complete, so an
@@ -134,4 +135,5 @@ def _simulate_patient(folder: Path, name: str, index: int, config: SimulationCon
         zs.append(z)
         on_slice(1)
     np.savez_compressed(folder / "truth.npz", hu=np.stack(truth), lung=np.stack(lungs),
-                        z=np.array(zs), kernels=np.array([k.name for k in kernels]))
+                        z=np.array(zs), kernels=np.array([k.name for k in kernels]),
+                        study_uid=np.array(study), frame_of_reference_uid=np.array(frame))

@@ -1,0 +1,400 @@
+"""`kernelconv evaluate`: compare converted series with reference series, slice by slice.
+
+Pairs every predicted series with the reference series of its target kernel in the same study
+and frame of reference, and its slices by position along the slice normal. Reports per
+direction (source kernel -> target kernel):
+
+- PSNR and SSIM on HU clipped to [-1024, 3071] with data range 4095 (the paper's setting),
+  RMSE and MAE in HU;
+- mean-HU bias (predicted - reference) in soft-tissue, fat, lung and bone regions;
+- noise SD of the prediction and of the reference in soft tissue, and their ratio;
+- radial noise power spectrum (NPS) of both, and its peak and mean frequency;
+- LAA-950 (% of lung below -950 HU) of both on the same lung mask, and the difference.
+
+With ``truth`` (the simulator's truth.npz files) the regions, the lung mask and the noise
+(image - truth) come from the noiseless ground truth; without it, regions come from thresholds
+on the smoothed reference, the lung from a threshold segmentation, and the noise from the
+residual after a 7 x 7 local mean (an approximation, flagged in the report).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernelconv.dicom.dataset import decode_hu, pixel_spacing_mm, read_dataset
+from kernelconv.dicom.discovery import Series, discover
+from kernelconv.errors import InputError
+from kernelconv.evaluation.metrics import mae, psnr, rmse, ssim
+from kernelconv.kernels import first_kernel_value
+
+_DERIVATION = re.compile(r"conversion (\S+) -> (\S+)")
+ROI_NAMES = ("soft tissue", "fat", "lung", "bone")
+POSITION_TOL_MM = 0.01
+#: directions in the paper's Table 2 order: sharp -> soft, then soft -> sharp
+TABLE2_DIRECTIONS = [("B50f", "B30f"), ("B70f", "B30f"), ("B70f", "B50f"),
+                     ("B30f", "B50f"), ("B30f", "B70f"), ("B50f", "B70f")]
+
+
+@dataclass
+class LoadedSeries:
+    folder: str
+    kernel: str
+    source_kernel: str
+    derived: bool
+    study_uid: str
+    frame_uid: str
+    positions: np.ndarray
+    hu: np.ndarray  # (slices, rows, cols)
+    pixel_mm: float
+
+
+@dataclass
+class Truth:
+    hu: np.ndarray
+    lung: np.ndarray
+    z: np.ndarray
+
+
+@dataclass
+class DirectionResult:
+    source: str
+    target: str
+    series: int = 0
+    slices: int = 0
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    rmse: list[float] = field(default_factory=list)
+    mae: list[float] = field(default_factory=list)
+    bias_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    bias_n: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    noise_pred: list[float] = field(default_factory=list)
+    noise_ref: list[float] = field(default_factory=list)
+    nps_pred: list[np.ndarray] = field(default_factory=list)
+    nps_ref: list[np.ndarray] = field(default_factory=list)
+    nps_freq: np.ndarray | None = None
+    lung_below_pred: int = 0
+    lung_below_ref: int = 0
+    lung_pixels: int = 0
+    with_truth: bool = True
+    example: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.source} -> {self.target}"
+
+    def summary(self) -> dict[str, Any]:
+        def mean(v: list[float]) -> float:
+            return float(np.mean(v)) if v else float("nan")
+
+        freq, pred, ref = self.nps()
+        out: dict[str, Any] = {
+            "direction": self.name, "source": self.source, "target": self.target,
+            "series": self.series, "slices": self.slices,
+            "psnr_db": mean(self.psnr), "ssim": mean(self.ssim),
+            "rmse_hu": mean(self.rmse), "mae_hu": mean(self.mae),
+            "bias_hu": {r: (self.bias_sum[r] / self.bias_n[r]) if self.bias_n[r] else None
+                        for r in ROI_NAMES},
+            "noise_sd_pred_hu": mean(self.noise_pred), "noise_sd_ref_hu": mean(self.noise_ref),
+            "noise_ratio": mean(self.noise_pred) / mean(self.noise_ref)
+            if self.noise_ref and mean(self.noise_ref) > 0 else float("nan"),
+            "nps_peak_pred_lpcm": _peak(freq, pred), "nps_peak_ref_lpcm": _peak(freq, ref),
+            "nps_mean_pred_lpcm": _mean_freq(freq, pred),
+            "nps_mean_ref_lpcm": _mean_freq(freq, ref),
+            "laa950_pred_pct": 100.0 * self.lung_below_pred / self.lung_pixels
+            if self.lung_pixels else float("nan"),
+            "laa950_ref_pct": 100.0 * self.lung_below_ref / self.lung_pixels
+            if self.lung_pixels else float("nan"),
+            "reference_regions": "truth" if self.with_truth else "thresholds (approximate)",
+        }
+        out["laa950_diff_pp"] = out["laa950_pred_pct"] - out["laa950_ref_pct"]
+        return out
+
+    def nps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.nps_freq is None or not self.nps_pred:
+            empty = np.zeros(0)
+            return empty, empty, empty
+        return (self.nps_freq, np.mean(self.nps_pred, axis=0), np.mean(self.nps_ref, axis=0))
+
+
+def _peak(freq: np.ndarray, nps: np.ndarray) -> float:
+    if len(freq) < 2:
+        return float("nan")
+    return float(freq[1:][np.argmax(nps[1:])])
+
+
+def _mean_freq(freq: np.ndarray, nps: np.ndarray) -> float:
+    if len(freq) < 2 or nps.sum() <= 0:
+        return float("nan")
+    return float((freq * nps).sum() / nps.sum())
+
+
+# ------------------------------------------------------------------------------- loading
+
+def load_series(series: Series) -> LoadedSeries:
+    if series.error or series.multiframe:
+        raise InputError(f"{series.folder}: cannot evaluate ({series.error or 'multi-frame'})")
+    images, positions = [], []
+    first = None
+    for sl in series.slices:
+        ds = read_dataset(sl.path)
+        first = first or ds
+        images.append(decode_hu(ds, sl.path)[1][0])
+        positions.append(sl.position)
+    assert first is not None
+    kernel = first_kernel_value(first.get("ConvolutionKernel")) or "?"
+    image_type = [str(v).upper() for v in first.get("ImageType", [])]
+    derived = bool(image_type) and image_type[0] == "DERIVED"
+    source = kernel
+    m = _DERIVATION.search(str(first.get("DerivationDescription", "")))
+    if derived and m:
+        source = m.group(1)
+    return LoadedSeries(series.folder, kernel, source, derived,
+                        str(first.get("StudyInstanceUID", "")),
+                        str(first.get("FrameOfReferenceUID", "")),
+                        np.array(positions, dtype=np.float64), np.stack(images),
+                        pixel_spacing_mm(first) or 0.68359375)
+
+
+def load_truths(folder: Path) -> dict[str, Truth]:
+    truths = {}
+    for path in sorted(folder.rglob("truth.npz")):
+        with np.load(path) as data:
+            if "study_uid" not in data:
+                raise InputError(f"{path}: truth file has no study_uid (simulate it again)")
+            truths[str(data["study_uid"])] = Truth(data["hu"].astype(np.float32),
+                                                   data["lung"].astype(bool), data["z"])
+    if not truths:
+        raise InputError(f"{folder}: no truth.npz files found")
+    return truths
+
+
+# ------------------------------------------------------------------------------- regions
+
+def _regions(reference: np.ndarray, truth: np.ndarray | None,
+             lung_truth: np.ndarray | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """ROI masks (soft tissue, fat, lung, bone) and the lung mask for LAA-950."""
+    from scipy import ndimage
+
+    base = truth if truth is not None else ndimage.uniform_filter(reference, 5)
+    erode = (lambda m: ndimage.binary_erosion(m, iterations=3))  # noqa: E731
+    if lung_truth is not None:
+        lung = lung_truth
+    else:
+        body = ndimage.binary_fill_holes(ndimage.uniform_filter(reference, 3) > -500)
+        lung = (ndimage.uniform_filter(reference, 3) < -400) & body
+        lung = ndimage.binary_opening(lung, iterations=2)
+    rois = {
+        "soft tissue": erode((base >= 0) & (base <= 100)),
+        "fat": erode((base >= -150) & (base <= -50)),
+        "lung": erode(lung & (base < -700)),
+        "bone": erode(base >= 300),
+    }
+    return rois, lung
+
+
+def radial_nps(noise: np.ndarray, mask: np.ndarray, pixel_mm: float,
+               bins: np.ndarray) -> np.ndarray:
+    """Radially averaged NPS (HU^2 mm^2) of ``noise`` inside ``mask`` at frequencies ``bins``."""
+    area = mask.sum()
+    if area < 100:
+        return np.full(len(bins), np.nan)
+    n = np.where(mask, noise - noise[mask].mean(), 0.0)
+    power = np.abs(np.fft.fft2(n)) ** 2 * (pixel_mm * pixel_mm) / area
+    fy = np.fft.fftfreq(n.shape[0], d=pixel_mm)
+    fx = np.fft.fftfreq(n.shape[1], d=pixel_mm)
+    f = np.hypot(fy[:, None], fx[None, :]) * 10.0  # lp/cm
+    step = bins[1] - bins[0]
+    idx = np.rint(f / step).astype(int).ravel()
+    keep = idx < len(bins)
+    sums = np.bincount(idx[keep], weights=power.ravel()[keep], minlength=len(bins))
+    counts = np.bincount(idx[keep], minlength=len(bins))
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+# ------------------------------------------------------------------------------- evaluation
+
+def _index_by_position(positions: np.ndarray) -> dict[int, int]:
+    return {int(round(p / POSITION_TOL_MM)): i for i, p in enumerate(positions)}
+
+
+def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None = None,
+             target: str | None = None, keep_example: bool = True) -> list[DirectionResult]:
+    """Evaluate every predicted series under ``pred_dir`` against ``ref_dir``."""
+    preds = [load_series(s) for s in discover(pred_dir).series]
+    if not preds:
+        raise InputError(f"{pred_dir}: no CT series to evaluate")
+    refs = [load_series(s) for s in discover(ref_dir, exclude=[pred_dir]).series]
+    truths = load_truths(truth_dir) if truth_dir else {}
+    results: dict[tuple[str, str], DirectionResult] = {}
+    for pred in preds:
+        tgt = target or pred.kernel
+        if not pred.derived and target is None:
+            raise InputError(f"{pred.folder}: not a converted (DERIVED) series; give --target "
+                             "to evaluate it as is (identity)")
+        matches = [r for r in refs if r.kernel == tgt and r.study_uid == pred.study_uid
+                   and r.frame_uid == pred.frame_uid and r.folder != pred.folder]
+        if not matches:
+            raise InputError(f"{pred.folder}: no reference series with kernel {tgt} in the same "
+                             f"study under {ref_dir}")
+        ref = matches[0]
+        key = (pred.source_kernel, tgt)
+        res = results.setdefault(key, DirectionResult(*key, with_truth=bool(truth_dir)))
+        res.series += 1
+        truth = truths.get(pred.study_uid)
+        if truth_dir and truth is None:
+            raise InputError(f"{pred.folder}: no truth for its study under {truth_dir}")
+        _accumulate(res, pred, ref, truth, keep_example)
+    order = {d: i for i, d in enumerate(TABLE2_DIRECTIONS)}
+    return sorted(results.values(), key=lambda r: (order.get((r.source, r.target), 99), r.name))
+
+
+def _accumulate(res: DirectionResult, pred: LoadedSeries, ref: LoadedSeries,
+                truth: Truth | None, keep_example: bool) -> None:
+    ref_at = _index_by_position(ref.positions)
+    truth_at = _index_by_position(truth.z) if truth is not None else {}
+    nyquist = 5.0 / pred.pixel_mm  # lp/cm
+    bins = np.arange(0.0, nyquist, 0.1)
+    res.nps_freq = bins
+    paired = [(i, ref_at[k]) for i, p in enumerate(pred.positions)
+              if (k := int(round(p / POSITION_TOL_MM))) in ref_at]
+    if not paired:
+        raise InputError(f"{pred.folder}: no slice positions in common with {ref.folder}")
+    middle = paired[len(paired) // 2]
+    for i, j in paired:
+        p, r = pred.hu[i].astype(np.float64), ref.hu[j].astype(np.float64)
+        if p.shape != r.shape:
+            raise InputError(f"{pred.folder}: matrix {p.shape} differs from the reference's")
+        t_hu = lung_t = None
+        if truth is not None:
+            k = int(round(pred.positions[i] / POSITION_TOL_MM))
+            if k not in truth_at:
+                raise InputError(f"{pred.folder}: truth has no slice at {pred.positions[i]:.2f}")
+            t_hu = truth.hu[truth_at[k]].astype(np.float64)
+            lung_t = truth.lung[truth_at[k]]
+        res.slices += 1
+        res.psnr.append(psnr(p, r))
+        res.ssim.append(ssim(p, r))
+        res.rmse.append(rmse(p, r))
+        res.mae.append(mae(p, r))
+        rois, lung = _regions(r, t_hu, lung_t)
+        for name, m in rois.items():
+            if m.any():
+                res.bias_sum[name] += float((p[m] - r[m]).sum())
+                res.bias_n[name] += int(m.sum())
+        soft = rois["soft tissue"]
+        if t_hu is not None:
+            noise_p, noise_r = p - t_hu, r - t_hu
+        else:
+            from scipy import ndimage
+
+            noise_p = p - ndimage.uniform_filter(p, 7)
+            noise_r = r - ndimage.uniform_filter(r, 7)
+        if soft.sum() >= 100:
+            res.noise_pred.append(float(noise_p[soft].std()))
+            res.noise_ref.append(float(noise_r[soft].std()))
+            res.nps_pred.append(radial_nps(noise_p, soft, pred.pixel_mm, bins))
+            res.nps_ref.append(radial_nps(noise_r, soft, pred.pixel_mm, bins))
+        res.lung_pixels += int(lung.sum())
+        res.lung_below_pred += int(np.count_nonzero(p[lung] < -950.0))
+        res.lung_below_ref += int(np.count_nonzero(r[lung] < -950.0))
+        if keep_example and res.example is None and (i, j) == middle:
+            res.example = (p.astype(np.float32), r.astype(np.float32))
+
+
+# ------------------------------------------------------------------------------- reports
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "-"
+    if isinstance(x, float) and np.isinf(x):
+        return "inf"
+    return f"{x:.{digits}f}"
+
+
+def table2_markdown(rows: dict[str, list[dict[str, Any]]]) -> str:
+    """The paper's Table 2 layout: methods as rows, directions as PSNR/SSIM column pairs."""
+    lines = []
+    for title, dirs in (("sharp -> soft", TABLE2_DIRECTIONS[:3]),
+                        ("soft -> sharp", TABLE2_DIRECTIONS[3:])):
+        head = "| method | " + " | ".join(f"{s} -> {t} PSNR | SSIM" for s, t in dirs) + " |"
+        lines += [f"**{title}**", "", head, "|---" * (1 + 2 * len(dirs)) + "|"]
+        for method, summaries in rows.items():
+            by = {(d["source"], d["target"]): d for d in summaries}
+            cells = []
+            for s, t in dirs:
+                d = by.get((s, t))
+                cells += [_fmt(d["psnr_db"]), _fmt(d["ssim"], 4)] if d else ["-", "-"]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append("PSNR and SSIM on HU clipped to [-1024, 3071], data range 4095 HU (the paper's "
+                 "setting).")
+    return "\n".join(lines) + "\n"
+
+
+def details_markdown(summaries: list[dict[str, Any]]) -> str:
+    head = ("| direction | slices | PSNR dB | SSIM | RMSE HU | MAE HU | bias soft/fat/lung/bone HU "
+            "| noise SD pred/ref HU (ratio) | NPS peak pred/ref lp/cm | LAA-950 pred/ref % "
+            "(diff pp) |")
+    lines = [head, "|---" * 10 + "|"]
+    for d in summaries:
+        b = d["bias_hu"]
+        lines.append(
+            f"| {d['direction']} | {d['slices']} | {_fmt(d['psnr_db'])} | {_fmt(d['ssim'], 4)} "
+            f"| {_fmt(d['rmse_hu'], 1)} | {_fmt(d['mae_hu'], 1)} | "
+            + "/".join(_fmt(b[r], 1) for r in ROI_NAMES)
+            + f" | {_fmt(d['noise_sd_pred_hu'], 1)}/{_fmt(d['noise_sd_ref_hu'], 1)} "
+            f"({_fmt(d['noise_ratio'])}) | {_fmt(d['nps_peak_pred_lpcm'], 1)}/"
+            f"{_fmt(d['nps_peak_ref_lpcm'], 1)} | {_fmt(d['laa950_pred_pct'])}/"
+            f"{_fmt(d['laa950_ref_pct'])} ({_fmt(d['laa950_diff_pp'])}) |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(results: list[DirectionResult], out: Path, label: str) -> dict[str, Path]:
+    """evaluation.md, evaluation.json, nps.png and difference.png under ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = [r.summary() for r in results]
+    regions = summaries[0]["reference_regions"] if summaries else "-"
+    md = (f"# kernelconv evaluate: {label}\n\n" + table2_markdown({label: summaries})
+          + "\n" + details_markdown(summaries)
+          + f"\nRegions, lung mask and noise from: {regions}.\n")
+    paths = {"markdown": out / "evaluation.md", "json": out / "evaluation.json",
+             "nps": out / "nps.png", "difference": out / "difference.png"}
+    paths["markdown"].write_text(md, encoding="utf-8")
+    paths["json"].write_text(json.dumps({"label": label, "directions": summaries}, indent=2,
+                                        default=float) + "\n", encoding="utf-8")
+    n = max(1, len(results))
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), dpi=110, squeeze=False)
+    for ax, r in zip(axes[0], results, strict=False):
+        freq, pred, ref = r.nps()
+        if len(freq):
+            ax.plot(freq, ref, label=f"reference {r.target}")
+            ax.plot(freq, pred, label=f"{label}")
+        ax.set_title(r.name, fontsize=9)
+        ax.set_xlabel("lp/cm")
+    axes[0][0].set_ylabel("NPS (HU$^2$ mm$^2$)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(paths["nps"])
+    plt.close(fig)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), dpi=110, squeeze=False)
+    for ax, r in zip(axes[0], results, strict=False):
+        if r.example is not None:
+            ax.imshow(r.example[0] - r.example[1], cmap="gray", vmin=-100, vmax=100)
+        ax.set_title(f"{r.name}\npred - ref (+-100 HU)", fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(paths["difference"])
+    plt.close(fig)
+    return paths

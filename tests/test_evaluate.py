@@ -1,0 +1,93 @@
+"""kernelconv evaluate: known answers on simulated series."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from helpers import main, run_cli
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("evalsim")
+    try:
+        main(["simulate", str(root), "--slices", "4", "--seed", "21"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    return root
+
+
+def _copy_series(src: Path, dst: Path, noise_sd: float = 0.0, keep: int | None = None) -> None:
+    dst.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    files = sorted(src.iterdir())[:keep] if keep else sorted(src.iterdir())
+    for i, f in enumerate(reversed(files)):  # reversed names: pairing must use positions
+        ds = pydicom.dcmread(f)
+        if noise_sd:  # inside the body only, where no value is near the clipping limits
+            hu = ds.pixel_array.astype(np.float64) - 1024.0
+            hu += np.where(hu > -900.0, rng.normal(0.0, noise_sd, hu.shape), 0.0)
+            ds.PixelData = np.clip(np.rint(hu + 1024.0), 0, 4095).astype(np.uint16).tobytes()
+        ds.save_as(dst / f"x{i}", enforce_file_format=True)
+
+
+def test_identical_series_give_perfect_scores(sim: Path, tmp_path: Path, capsys) -> None:
+    _copy_series(sim / "patient-000" / "B30f", tmp_path / "pred")
+    code, _, err = run_cli(["evaluate", "--pred", tmp_path / "pred", "--ref", sim, "--truth",
+                            sim, "--target", "B30f", "--out", tmp_path / "rep"], capsys)
+    assert code == 0, err
+    [d] = json.loads((tmp_path / "rep" / "evaluation.json").read_text())["directions"]
+    assert d["direction"] == "B30f -> B30f" and d["slices"] == 4
+    assert d["psnr_db"] == float("inf") and d["ssim"] == pytest.approx(1.0)
+    assert d["rmse_hu"] == 0.0 and d["mae_hu"] == 0.0
+    assert all(v == 0.0 for v in d["bias_hu"].values() if v is not None)
+    assert d["noise_ratio"] == pytest.approx(1.0) and d["laa950_diff_pp"] == 0.0
+    for name in ("evaluation.md", "nps.png", "difference.png"):
+        assert (tmp_path / "rep" / name).stat().st_size > 200
+
+
+def test_known_added_noise_is_measured(sim: Path, tmp_path: Path, capsys) -> None:
+    _copy_series(sim / "patient-000" / "B30f", tmp_path / "pred", noise_sd=20.0, keep=3)
+    code, _, err = run_cli(["evaluate", "--pred", tmp_path / "pred", "--ref", sim, "--truth",
+                            sim, "--target", "B30f", "--out", tmp_path / "rep"], capsys)
+    assert code == 0, err
+    [d] = json.loads((tmp_path / "rep" / "evaluation.json").read_text())["directions"]
+    assert d["slices"] == 3  # only the slices present in both
+    ref = pydicom.dcmread(sorted((sim / "patient-000" / "B30f").iterdir())[1]).pixel_array
+    body = float(np.mean(ref.astype(np.float64) - 1024.0 > -900.0))
+    expected_rmse = 20.0 * np.sqrt(body)
+    assert d["rmse_hu"] == pytest.approx(expected_rmse, rel=0.05)
+    assert d["psnr_db"] == pytest.approx(20 * np.log10(4095 / expected_rmse), abs=0.4)
+    expected = np.hypot(d["noise_sd_ref_hu"], 20.0)
+    assert d["noise_sd_pred_hu"] == pytest.approx(expected, rel=0.05)
+    for roi in ("soft tissue", "fat", "lung"):
+        assert abs(d["bias_hu"][roi]) < 1.5
+    # white noise added: the prediction's noise power moves to higher frequencies
+    assert d["nps_mean_pred_lpcm"] > d["nps_mean_ref_lpcm"]
+
+
+def test_converted_series_direction_and_table2_layout(sim: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    for target in ("B30f", "B50f"):
+        assert run_cli(["convert", sim / "patient-000" / "B70f", tmp_path / "conv", "--to",
+                        target, "--method", "filter"], capsys)[0] == 0
+    code, out, err = run_cli(["evaluate", "--pred", tmp_path / "conv", "--ref", sim,
+                              "--truth", sim, "--out", tmp_path / "rep", "--label", "filter"],
+                             capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "rep" / "evaluation.json").read_text())["directions"]
+    assert [d["direction"] for d in summary] == ["B70f -> B30f", "B70f -> B50f"]
+    md = (tmp_path / "rep" / "evaluation.md").read_text()
+    assert "| method | B50f -> B30f PSNR | SSIM | B70f -> B30f PSNR |" in md
+    assert "data range 4095" in md and "4095 HU" in out
+
+
+def test_unconverted_series_needs_target(sim: Path, tmp_path: Path, capsys) -> None:
+    shutil.copytree(sim / "patient-000" / "B70f", tmp_path / "pred")
+    code, _, err = run_cli(["evaluate", "--pred", tmp_path / "pred", "--ref", sim,
+                            "--out", tmp_path / "rep"], capsys)
+    assert code == 4 and "--target" in err and "Traceback" not in err
