@@ -91,3 +91,23 @@ def test_unconverted_series_needs_target(sim: Path, tmp_path: Path, capsys) -> N
     code, _, err = run_cli(["evaluate", "--pred", tmp_path / "pred", "--ref", sim,
                             "--out", tmp_path / "rep"], capsys)
     assert code == 4 and "--target" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_table2_example_runs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "table2.py"
+    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--patients",
+                           "1", "--slices", "2", "--seed", "4"], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads((tmp_path / "table2.json").read_text())
+    assert set(data) == {"identity", "MTF-ratio filter"}
+    for method in data.values():
+        assert len(method) == 6
+    by = {d["direction"]: d for d in data["MTF-ratio filter"]}
+    ident = {d["direction"]: d for d in data["identity"]}
+    for direction in ("B70f -> B30f", "B70f -> B50f", "B50f -> B30f"):
+        assert by[direction]["psnr_db"] > ident[direction]["psnr_db"]

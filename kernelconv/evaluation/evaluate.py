@@ -379,7 +379,7 @@ def write_reports(results: list[DirectionResult], out: Path, label: str) -> dict
     for ax, r in zip(axes[0], results, strict=False):
         freq, pred, ref = r.nps()
         if len(freq):
-            ax.plot(freq, ref, label=f"reference {r.target}")
+            ax.plot(freq, ref, label="reference (true target kernel)")
             ax.plot(freq, pred, label=f"{label}")
         ax.set_title(r.name, fontsize=9)
         ax.set_xlabel("lp/cm")
