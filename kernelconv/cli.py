@@ -431,6 +431,122 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str 
     out.print(f"report: {paths['markdown']} (and evaluation.json, nps.png, difference.png)")
 
 
+TRAIN_EPILOG = """
+\b
+Examples:
+  kernelconv simulate sim/train --patients 16 --slices 32 --seed 1
+  kernelconv train --data sim/train --out runs/ggcl                 # the paper's settings
+  kernelconv train --data sim/train --out runs/cpu --crop 256 --iters 2000
+  kernelconv train --data sim/train --out runs/ggcl --resume        # continue a run
+  kernelconv train --data sim/train --out runs/ggdr --reg ggdr      # ablation
+  torchrun --nproc-per-node 4 -m kernelconv train --data sim/train --out runs/ggcl
+  kernelconv export runs/ggcl --name my-ggcl
+
+\b
+Settings not given as options come from --config FILE (JSON, the fields of TrainConfig in
+kernelconv/training/loop.py) or the paper's defaults (docs/training.md).
+"""
+
+
+@cli.command(epilog=TRAIN_EPILOG)
+@click.option("--data", "data_dirs", multiple=True, required=True,
+              type=click.Path(path_type=Path), help="DICOM folder(s) of training series.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("runs/ggcl"), show_default=True,
+              help="Run folder: cache, checkpoints, TensorBoard logs.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help="JSON training config.")
+@click.option("--iters", type=click.IntRange(1), help="Iterations [paper: 400000].")
+@click.option("--batch-size", type=click.IntRange(1), help="Batch size [paper: 2].")
+@click.option("--crop", type=click.IntRange(128), help="Random crop size, a multiple of 128 "
+              "[paper: full slices].")
+@click.option("--reg", type=click.Choice(["ggcl", "ggdr", "none"]),
+              help="Discriminator regulariser [paper: ggcl].")
+@click.option("--paired", is_flag=True, default=None,
+              help="Extension: add an L1 term to the real target slice (paired data only).")
+@click.option("--kernels", help="Comma-separated training kernels, in label order "
+              "[default: B30f,B50f,B70f].")
+@click.option("--seed", type=int, help="Random seed [0].")
+@click.option("--ckpt-every", type=click.IntRange(1), help="Checkpoint interval [1000].")
+@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]),
+              help="Mixed precision on CUDA [none].")
+@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the nets.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--resume", is_flag=True, help="Continue from the run's latest checkpoint.")
+def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
+          iters: int | None, batch_size: int | None, crop: int | None, reg: str | None,
+          paired: bool | None, kernels: str | None, seed: int | None, ckpt_every: int | None,
+          amp: str | None, compile_: bool | None, device: str, resume: bool) -> None:
+    """Train the GGCL StarGAN (generator and U-Net discriminator) on DICOM series.
+
+    Each series' kernel (ConvolutionKernel) is its domain. The series are decoded once into
+    a cache in the run folder; batches are random (crops of) slices with their domain labels,
+    unpaired as in the paper.
+    """
+    import json
+
+    from kernelconv.training.loop import TrainConfig
+    from kernelconv.training.loop import train as run_training
+
+    cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    overrides = {k: v for k, v in {
+        "iters": iters, "batch_size": batch_size, "crop": crop, "reg": reg, "paired": paired,
+        "seed": seed, "ckpt_every": ckpt_every, "amp": amp, "compile": compile_,
+        "domains": [k.strip() for k in kernels.split(",")] if kernels else None,
+    }.items() if v is not None}
+    cfg = cfg.updated(overrides, "options")
+    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("it"),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+               TextColumn("{task.fields[losses]}"))
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task("train", total=cfg.iters, rate="", losses="")
+        start = [0.0, 0]
+
+        def progress(done: int, total: int, stats: dict[str, float]) -> None:
+            import time
+
+            now = time.perf_counter()
+            if not start[0]:
+                start[0], start[1] = now, done
+            rate = (done - start[1]) / max(now - start[0], 1e-9)
+            losses = " ".join(f"{k}={v:.3f}" for k, v in stats.items() if k.endswith("loss"))
+            bar.update(task, completed=done, rate=f"{rate:.2f} it/s", losses=losses)
+
+        result = run_training(cfg, list(data_dirs), run_dir, device, resume, progress)
+    out.print(f"trained to iteration {result.iterations} in {result.seconds:.0f} s; "
+              f"checkpoint {result.checkpoint}")
+    summary = {"iterations": result.iterations, "seconds": result.seconds,
+               "checkpoint": str(result.checkpoint), "g_checksum": result.g_checksum}
+    rank = os.environ.get("RANK", "0")
+    (run_dir / f"train-summary.rank{rank}.json").write_text(
+        json.dumps(summary, indent=2) + "\n")
+
+
+@cli.command(epilog="""
+\b
+Examples:
+  kernelconv export runs/ggcl --name my-ggcl                 # into the user models folder
+  kernelconv export runs/ggcl/checkpoints/ckpt-00400000.pt --name ggcl-400k --half
+  kernelconv export runs/ggcl --name default-ggcl --models-dir models
+""")
+@click.argument("source", metavar="RUN_DIR|CKPT", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Model name (file NAME.safetensors).")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write [default: the user models folder].")
+@click.option("--half", is_flag=True, help="Store fp16 weights (half the size).")
+def export(source: Path, name: str, models_dir: Path | None, half: bool) -> None:
+    """Write the inference model file (generator and metadata only) from a training run."""
+    from kernelconv.dicom.paths import sanitise
+    from kernelconv.training.export import export_model
+
+    if sanitise(name) != name:
+        from kernelconv.errors import UsageError
+
+        raise UsageError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    path = export_model(source, name, models_dir, half)
+    out.print(f"model written: {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning every error into one line and an exit code."""
     import logging

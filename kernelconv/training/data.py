@@ -1,0 +1,156 @@
+"""Training data: a cache built once from DICOM folders, and random-crop batch sampling.
+
+``build_cache`` walks the data folders (any layout), maps each CT series to a domain through
+its ConvolutionKernel and the kernel table (or the config's mapping), decodes it once, and
+stores HU clipped to the paper's window as an int16 ``.npy`` per series plus ``index.json``;
+training memory-maps them and never decodes DICOM again. Series whose kernel is not a training
+domain are skipped and listed.
+
+Sampling is unpaired as in the paper: slices are drawn uniformly from all series of all domains
+with their domain label. Paired mode (an extension, off by default) additionally finds, for the
+drawn slice, the slice at the same position of the same study in the target domain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from kernelconv.dicom.dataset import decode_hu, read_dataset
+from kernelconv.dicom.discovery import discover
+from kernelconv.errors import InputError, KernelconvError
+from kernelconv.hu import HU_MAX, HU_MIN
+from kernelconv.kernels import KernelTable
+
+CACHE_VERSION = 1
+
+
+def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
+                kernel_map: Mapping[str, str] | None = None,
+                on_series: object = None) -> dict[str, object]:
+    """Decode every usable series once into ``cache_dir``; returns the index (also saved)."""
+    index_path = cache_dir / "index.json"
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+        if index.get("version") == CACHE_VERSION and index.get("domains") == domains and \
+                index.get("sources") == [str(d.resolve()) for d in data_dirs]:
+            return dict(index)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    table = KernelTable.for_domains(domains, kernel_map)
+    entries: list[dict[str, object]] = []
+    skipped: list[dict[str, str]] = []
+    for data_dir in data_dirs:
+        if not data_dir.exists():
+            raise InputError(f"{data_dir}: no such folder")
+        for series in discover(data_dir, exclude=[cache_dir]).series:
+            if series.error or series.multiframe or not series.kernel:
+                skipped.append({"folder": series.folder,
+                                "reason": series.error or "multi-frame or no kernel"})
+                continue
+            try:
+                domain = table.resolve(series.kernel)
+            except KernelconvError as exc:
+                skipped.append({"folder": series.folder, "reason": str(exc)})
+                continue
+            images = []
+            for sl in series.slices:
+                ds = read_dataset(sl.path)
+                images.append(decode_hu(ds, sl.path)[1][0])
+            shapes = {im.shape for im in images}
+            if len(shapes) != 1:
+                skipped.append({"folder": series.folder, "reason": "mixed matrix sizes"})
+                continue
+            arr = np.clip(np.rint(np.stack(images)), HU_MIN, HU_MAX).astype(np.int16)
+            name = f"{len(entries):06d}.npy"
+            np.save(cache_dir / name, arr)
+            entries.append({"file": name, "domain": domains.index(domain),
+                            "kernel": series.kernel, "study_uid": series.study_uid,
+                            "positions": [round(float(s.position or 0.0), 3)
+                                          for s in series.slices],
+                            "shape": list(arr.shape), "folder": series.folder})
+            if callable(on_series):
+                on_series(series.folder)
+    if not entries:
+        raise InputError("no training series found for the domains "
+                         f"{', '.join(domains)} in {', '.join(map(str, data_dirs))}")
+    index = {"version": CACHE_VERSION, "domains": domains,
+             "sources": [str(d.resolve()) for d in data_dirs], "series": entries,
+             "skipped": skipped}
+    index_path.write_text(json.dumps(index, indent=1) + "\n")
+    return index
+
+
+class SliceSampler:
+    """Random (crop of a) slice with its domain label; optionally its paired target slice."""
+
+    def __init__(self, cache_dir: Path, index: Mapping[str, object], crop: int | None,
+                 seed: int) -> None:
+        series = index["series"]
+        assert isinstance(series, list)
+        self.arrays = [np.load(cache_dir / s["file"], mmap_mode="r") for s in series]
+        self.domains = [int(s["domain"]) for s in series]
+        self.n_domains = len(index["domains"])  # type: ignore[arg-type]
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+        self.slices = [(i, j) for i, a in enumerate(self.arrays) for j in range(a.shape[0])]
+        # paired lookup: (study, position) -> {domain: (series, slice)}
+        self.pairs: dict[tuple[str, float], dict[int, tuple[int, int]]] = {}
+        for i, s in enumerate(series):
+            for j, p in enumerate(s["positions"]):
+                self.pairs.setdefault((s["study_uid"], p), {})[int(s["domain"])] = (i, j)
+        self.keys = [(s["study_uid"], s["positions"][j]) for i, s in enumerate(series)
+                     for j in range(len(s["positions"]))]
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def _window(self, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        h, w = shape[-2:]
+        ch = min(self.crop or h, h)
+        cw = min(self.crop or w, w)
+        top = int(self.rng.integers(0, h - ch + 1))
+        left = int(self.rng.integers(0, w - cw + 1))
+        return top, left, ch, cw
+
+    @staticmethod
+    def _unit(a: np.ndarray) -> np.ndarray:
+        return ((a.astype(np.float32) - HU_MIN) * (2.0 / (HU_MAX - HU_MIN)) - 1.0)
+
+    def batch(self, size: int, paired: bool = False) -> tuple[np.ndarray, np.ndarray,
+                                                               np.ndarray | None,
+                                                               np.ndarray | None]:
+        """(images (B,1,h,w) in [-1,1], labels (B,), paired targets, their labels).
+
+        Crops share one size per batch. In paired mode each item is drawn among slices that have
+        at least one partner in another domain, and the partner's domain is the target.
+        """
+        picks = self.rng.integers(0, len(self.slices), size=size * 20 if paired else size)
+        items, targets, tlabels = [], [], []
+        for k in picks:
+            i, j = self.slices[int(k)]
+            if paired:
+                partners = {d: v for d, v in self.pairs[self.keys[int(k)]].items()
+                            if d != self.domains[i]}
+                if not partners:
+                    continue
+                d = int(self.rng.choice(sorted(partners)))
+                targets.append(partners[d])
+                tlabels.append(d)
+            items.append((i, j))
+            if len(items) == size:
+                break
+        if len(items) < size:
+            raise InputError("paired mode: too few slices with a partner in another kernel")
+        shapes = [self.arrays[i].shape[1:] for i, _ in items]
+        top, left, ch, cw = self._window((min(s[0] for s in shapes), min(s[1] for s in shapes)))
+        imgs = np.stack([self._unit(self.arrays[i][j, top:top + ch, left:left + cw])
+                         for i, j in items])[:, None]
+        labels = np.array([self.domains[i] for i, _ in items], dtype=np.int64)
+        if not paired:
+            return imgs, labels, None, None
+        tgt = np.stack([self._unit(self.arrays[i][j, top:top + ch, left:left + cw])
+                        for i, j in targets])[:, None]
+        return imgs, labels, tgt, np.array(tlabels, dtype=np.int64)

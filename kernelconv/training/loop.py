@@ -1,0 +1,303 @@
+"""The GGCL training loop: schedule, optimisers, distributed runs, checkpoints, logging.
+
+Defaults reproduce the paper: Adam (lr 1e-4, betas 0.5/0.999), batch 2, n_critic 5, WGAN-GP,
+lambda_cls 1, lambda_cyc 10, GGCL lambda 2 with 64 patches and tau 0.07, 400k iterations on full
+512 x 512 slices, target labels a shuffle of the batch's own labels. The learning rate decays
+linearly to zero over the second half of the run (the reference's decay is a no-op).
+
+Distributed: under torchrun each rank draws its own batches and gradients are averaged across
+ranks with all_reduce after every backward pass (gloo on CPU, nccl on GPU). This is DDP's
+arithmetic without its hooks, which do not see the gradient-penalty double backward.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from kernelconv import __version__
+from kernelconv.errors import UsageError
+from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig
+from kernelconv.nets.generator import Generator, GeneratorConfig
+from kernelconv.training.data import SliceSampler, build_cache
+from kernelconv.training.losses import LossWeights, StarGanLoss
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting; a JSON config file holds any subset of these fields."""
+
+    domains: list[str] = field(default_factory=lambda: ["B30f", "B50f", "B70f"])
+    kernel_map: dict[str, str] = field(default_factory=dict)
+    iters: int = 400_000
+    batch_size: int = 2
+    crop: int | None = None  # None: full slices (the paper)
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    n_critic: int = 5
+    lambda_cls: float = 1.0
+    lambda_cyc: float = 10.0
+    lambda_gp: float = 10.0
+    lambda_reg: float = 2.0
+    reg: str = "ggcl"  # ggcl | ggdr | none
+    n_patches: int = 64
+    tau: float = 0.07
+    lr_decay_start: int | None = None  # default: iters // 2
+    target_sampling: str = "shuffle"  # shuffle (the reference) | random
+    paired: bool = False  # extension: L1 to the real target slice
+    lambda_paired: float = 10.0
+    g_conv_dim: int = 64
+    g_repeat: int = 6
+    d_conv_dim: int = 32
+    d_layers: int = 7
+    seed: int = 0
+    ckpt_every: int = 1000
+    keep_ckpts: int = 3
+    log_every: int = 50
+    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    compile: bool = False
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrainConfig:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: cannot read training config ({exc})") from None
+        return cls().updated(data, str(path))
+
+    def updated(self, data: dict[str, Any], origin: str = "config") -> TrainConfig:
+        names = {f.name for f in fields(self)}
+        unknown = set(data) - names
+        if unknown:
+            raise UsageError(f"{origin}: unknown setting(s) {', '.join(sorted(unknown))}")
+        merged = {**asdict(self), **data}
+        cfg = TrainConfig(**merged)
+        if cfg.reg not in ("ggcl", "ggdr", "none"):
+            raise UsageError(f"{origin}: reg must be ggcl, ggdr or none")
+        if cfg.amp not in ("none", "bf16", "fp16"):
+            raise UsageError(f"{origin}: amp must be none, bf16 or fp16")
+        if cfg.target_sampling not in ("shuffle", "random"):
+            raise UsageError(f"{origin}: target_sampling must be shuffle or random")
+        multiple = 1 << cfg.d_layers
+        if cfg.crop is not None and cfg.crop % multiple:
+            raise UsageError(f"{origin}: crop must be a multiple of {multiple}")
+        return cfg
+
+
+def _dist() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _average_gradients(module: torch.nn.Module, world: int) -> None:
+    if world <= 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= world
+
+
+def _lr_factor(cfg: TrainConfig, it: int) -> float:
+    start = cfg.lr_decay_start if cfg.lr_decay_start is not None else cfg.iters // 2
+    if it < start or cfg.iters <= start:
+        return 1.0
+    return max(0.0, 1.0 - (it - start) / (cfg.iters - start))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
+    return ckpts[-1] if ckpts else None
+
+
+@dataclass
+class TrainResult:
+    iterations: int
+    seconds: float
+    checkpoint: Path | None
+    g_checksum: float
+
+
+def train(
+    cfg: TrainConfig,
+    data_dirs: list[Path],
+    run_dir: Path,
+    device: str = "auto",
+    resume: bool = False,
+    on_progress: Callable[[int, int, dict[str, float]], None] = lambda i, n, s: None,
+) -> TrainResult:
+    """Train (or resume) a run in ``run_dir``; returns where it ended."""
+    rank, world, local_rank = _dist()
+    if world > 1 and not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if device == "auto":
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if cfg.amp != "none" and dev.type != "cuda":
+        raise UsageError("--amp needs a CUDA device; the CPU trains in fp32")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = run_dir / "cache"
+    if rank == 0:
+        index = build_cache(data_dirs, cache, cfg.domains, cfg.kernel_map)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        index = json.loads((cache / "index.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+
+    torch.manual_seed(cfg.seed * 1000 + rank)
+    gcfg = GeneratorConfig(c_dim=len(cfg.domains), conv_dim=cfg.g_conv_dim, n_res=cfg.g_repeat)
+    dcfg = DiscriminatorConfig(c_dim=len(cfg.domains), conv_dim=cfg.d_conv_dim,
+                               n_layers=cfg.d_layers,
+                               feature_channels=gcfg.conv_dim * (1 << gcfg.n_down) // 2)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    gen, disc = Generator(gcfg).to(dev), Discriminator(dcfg).to(dev)
+    if dev.type == "cuda":
+        gen = gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        disc = disc.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt_g = torch.optim.Adam(gen.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(disc.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    sampler = SliceSampler(cache, index, cfg.crop, seed=cfg.seed * 1000 + rank)
+    start, wall = 0, 0.0
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    if resume and ckpt is None and rank == 0:
+        print(f"kernelconv: no checkpoint in {run_dir}; starting a new run")
+    if ckpt is not None:
+        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        gen.load_state_dict(state["G"])
+        disc.load_state_dict(state["D"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        start, wall = int(state["iteration"]), float(state["wall_seconds"])
+        if len(state["rng"]["torch"]) == world:  # same world size: continue the same streams
+            torch.set_rng_state(state["rng"]["torch"][rank])
+            sampler.rng.bit_generator.state = state["rng"]["sampler"][rank]
+    loss = StarGanLoss(gen, disc, LossWeights(cfg.lambda_cls, cfg.lambda_cyc, cfg.lambda_gp,
+                                              cfg.lambda_reg,
+                                              cfg.lambda_paired if cfg.paired else 0.0),
+                       cfg.reg, cfg.n_patches, cfg.tau)
+    if cfg.compile:
+        loss.gen = torch.compile(gen)  # type: ignore[assignment]
+        loss.disc = torch.compile(disc)  # type: ignore[assignment]
+    writer = _summary_writer(run_dir) if rank == 0 else None
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
+
+    def autocast() -> Any:
+        return torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else _null()
+
+    t0 = time.perf_counter()
+    last = None
+    for it in range(start, cfg.iters):
+        for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * _lr_factor(cfg, it)
+        imgs, labels, tgt_imgs, tgt_labels = sampler.batch(cfg.batch_size, cfg.paired)
+        x = torch.from_numpy(imgs).to(dev)
+        c_org = torch.from_numpy(labels).to(dev)
+        if cfg.paired and tgt_labels is not None:
+            c_trg = torch.from_numpy(tgt_labels).to(dev)
+        elif cfg.target_sampling == "shuffle":
+            c_trg = c_org[torch.randperm(len(c_org), device="cpu").to(dev)]
+        else:
+            c_trg = torch.randint(0, len(cfg.domains), c_org.shape, device="cpu").to(dev)
+        with autocast():
+            d_loss, stats = loss.d_step(x, c_org, c_trg)
+        opt_d.zero_grad(set_to_none=True)
+        scaler.scale(d_loss).backward()
+        _average_gradients(disc, world)
+        scaler.step(opt_d)
+        if (it + 1) % cfg.n_critic == 0:
+            real_t = torch.from_numpy(tgt_imgs).to(dev) if tgt_imgs is not None else None
+            with autocast():
+                g_loss, g_stats = loss.g_step(x, c_org, c_trg, real_t)
+            opt_g.zero_grad(set_to_none=True)
+            scaler.scale(g_loss).backward()
+            _average_gradients(gen, world)
+            scaler.step(opt_g)
+            stats.update(g_stats)
+        scaler.update()
+        done = it + 1
+        if writer is not None and (done % cfg.log_every == 0 or done == cfg.iters):
+            for k, v in stats.items():
+                writer.add_scalar(k, v, done)
+            writer.add_scalar("lr/G", opt_g.param_groups[0]["lr"], done)
+        if rank == 0:
+            on_progress(done, cfg.iters, stats)
+        if done % cfg.ckpt_every == 0 or done == cfg.iters:
+            elapsed = wall + time.perf_counter() - t0
+            last = _save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler,
+                                    done, elapsed, rank, world, index)
+    if writer is not None:
+        writer.close()
+    checksum = float(sum(p.detach().double().sum() for p in gen.parameters()))
+    if world > 1:
+        dist.barrier()
+    return TrainResult(cfg.iters, wall + time.perf_counter() - t0,
+                       last or latest_checkpoint(run_dir), checksum)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def _summary_writer(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def _gather(obj: Any, world: int) -> list[Any]:
+    if world <= 1:
+        return [obj]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
+                     dcfg: DiscriminatorConfig, gen: torch.nn.Module, disc: torch.nn.Module,
+                     opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+                     sampler: SliceSampler, it: int, wall: float, rank: int, world: int,
+                     index: dict[str, Any]) -> Path | None:
+    """Every rank contributes its RNG states; rank 0 writes atomically and prunes old ones."""
+    torch_states = _gather(torch.get_rng_state(), world)
+    sampler_states = _gather(sampler.rng.bit_generator.state, world)
+    if rank != 0:
+        return None
+    folder = run_dir / "checkpoints"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"ckpt-{it:08d}.pt"
+    state = {
+        "kernelconv": __version__, "iteration": it, "wall_seconds": wall,
+        "config": asdict(cfg), "g_config": gcfg.to_dict(), "d_config": dcfg.to_dict(),
+        "domains": cfg.domains, "world_size": world,
+        "data": [s.get("folder") for s in index["series"]],
+        "G": gen.state_dict(), "D": disc.state_dict(),
+        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+        "rng": {"torch": torch_states, "sampler": sampler_states},
+    }
+    part = path.with_name(path.name + ".part")
+    torch.save(state, part)
+    os.replace(part, path)
+    for old in sorted(folder.glob("ckpt-*.pt"))[:-cfg.keep_ckpts]:
+        old.unlink()
+    return path
+

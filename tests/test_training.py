@@ -1,0 +1,166 @@
+"""GGCL training: losses, networks, end-to-end train/export/convert, resume, distributed."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import main, output_series_dirs, run_cli
+
+from kernelconv.nets import Generator, GeneratorConfig
+from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig
+from kernelconv.training.losses import (
+    LossWeights,
+    StarGanLoss,
+    ggdr,
+    gradient_penalty,
+    patch_nce,
+)
+
+TINY = {"g_conv_dim": 8, "g_repeat": 1, "d_conv_dim": 4, "d_layers": 7, "crop": 128,
+        "n_critic": 2, "ckpt_every": 3, "log_every": 1, "lr_decay_start": 1000}
+
+
+class _Linear(torch.nn.Module):
+    """D(x) = <w, x>: its input gradient is w everywhere, so the GP is (||w|| - 1)^2."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return (x * self.w).sum(dim=(1, 2, 3)), None, None
+
+
+def test_gradient_penalty_on_a_known_case() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(1, 1, 4, 4)
+    disc = _Linear(w)
+    gp = gradient_penalty(disc, torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4))
+    assert float(gp.detach()) == pytest.approx((float(w.norm()) - 1.0) ** 2, rel=1e-5)
+    gp.backward()
+    assert disc.w.grad is not None and disc.w.grad.abs().sum() > 0  # double backward works
+
+
+def test_patch_nce_rewards_aligned_maps() -> None:
+    torch.manual_seed(0)
+    key = torch.randn(2, 16, 8, 8)
+    aligned = patch_nce(key.clone(), key, n_patches=64, tau=0.07)
+    shuffled = patch_nce(torch.randn(2, 16, 8, 8), key, n_patches=64, tau=0.07)
+    assert float(aligned) < 0.5
+    assert float(shuffled) > 0.5 * math.log(64)
+    assert float(ggdr(key, key)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ggdr(key, -key)) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_ggcl_gradient_reaches_only_the_discriminator() -> None:
+    torch.manual_seed(0)
+    gen = Generator(GeneratorConfig(conv_dim=8, n_res=1))
+    disc = Discriminator(DiscriminatorConfig(conv_dim=4, feature_channels=gen.feature_channels))
+    loss = StarGanLoss(gen, disc, LossWeights())
+    x = torch.rand(2, 1, 128, 128) * 2 - 1
+    fake, feat = gen(x, torch.tensor([0, 2]), return_feature=True)
+    _, _, d_map = disc(fake.detach())
+    assert d_map.shape == feat.shape == (2, 16, 64, 64)
+    reg = loss.regulariser(d_map, feat)
+    reg.backward()
+    assert all(p.grad is None for p in gen.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in disc.parameters())
+
+
+def test_phases_return_finite_losses_with_gradients() -> None:
+    torch.manual_seed(0)
+    gen = Generator(GeneratorConfig(conv_dim=8, n_res=1))
+    disc = Discriminator(DiscriminatorConfig(conv_dim=4, feature_channels=gen.feature_channels))
+    for reg in ("ggcl", "ggdr", "none"):
+        loss = StarGanLoss(gen, disc, LossWeights(paired=10.0), reg=reg)
+        x = torch.rand(2, 1, 128, 128) * 2 - 1
+        c, t = torch.tensor([0, 1]), torch.tensor([1, 0])
+        d_loss, d_stats = loss.d_step(x, c, t)
+        d_loss.backward()
+        g_loss, g_stats = loss.g_step(x, c, t, real_target=x.flip(0))
+        g_loss.backward()
+        assert math.isfinite(float(d_loss)) and math.isfinite(float(g_loss))
+        assert (f"D/{reg}" in d_stats) == (reg != "none")
+        assert "G/paired_l1" in g_stats and "G/cyc" in g_stats
+
+
+def test_discriminator_shapes_for_any_multiple_of_128() -> None:
+    disc = Discriminator(DiscriminatorConfig(conv_dim=4, feature_channels=16))
+    patch, logits, label_map = disc(torch.zeros(1, 1, 256, 384))
+    assert patch.shape == (1, 1, 2, 3) and logits.shape == (1, 3)
+    assert label_map.shape == (1, 16, 128, 192)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("trainsim")
+    try:
+        main(["simulate", str(root), "--slices", "2", "--seed", "31"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    return root
+
+
+def _config(tmp_path: Path, **extra: object) -> Path:
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps({**TINY, **extra}))
+    return path
+
+
+def test_train_export_convert_end_to_end(sim: Path, tmp_path: Path, capsys) -> None:
+    cfg = _config(tmp_path)
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "4"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["export", tmp_path / "run", "--name", "tiny-ggcl", "--models-dir",
+                            tmp_path / "models", "--half"], capsys)
+    assert code == 0, err
+    from kernelconv.modelfile import read_info
+
+    info = read_info(tmp_path / "models" / "tiny-ggcl.safetensors")
+    assert info.domains == ["B30f", "B50f", "B70f"]
+    assert info.provenance["iterations"] == 4 and info.provenance["weights_dtype"] == "fp16"
+    code, _, err = run_cli(["convert", sim / "patient-000" / "B70f", tmp_path / "conv", "--to",
+                            "B30f", "--model", tmp_path / "models" / "tiny-ggcl.safetensors"],
+                           capsys)
+    assert code == 0, err
+    assert len(list(output_series_dirs(tmp_path / "conv")[0].iterdir())) == 2
+
+
+def test_resume_continues_the_same_run(sim: Path, tmp_path: Path, capsys) -> None:
+    cfg = _config(tmp_path)
+    assert run_cli(["train", "--data", sim, "--out", tmp_path / "a", "--config", cfg,
+                    "--iters", "6"], capsys)[0] == 0
+    assert run_cli(["train", "--data", sim, "--out", tmp_path / "b", "--config", cfg,
+                    "--iters", "3"], capsys)[0] == 0
+    assert run_cli(["train", "--data", sim, "--out", tmp_path / "b", "--config", cfg,
+                    "--iters", "6", "--resume"], capsys)[0] == 0
+    a = torch.load(tmp_path / "a" / "checkpoints" / "ckpt-00000006.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "ckpt-00000006.pt", weights_only=False)
+    for key in ("G", "D"):
+        for name, value in a[key].items():
+            torch.testing.assert_close(value, b[key][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_distributed_training_with_two_cpu_processes(sim: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-port", "29533", "-m", "kernelconv", "train", "--data", str(sim), "--out",
+         str(tmp_path / "run"), "--config", str(cfg), "--iters", "4", "--device", "cpu"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sums = [json.loads((tmp_path / "run" / f"train-summary.rank{r}.json").read_text())
+            for r in range(2)]
+    assert sums[0]["g_checksum"] == pytest.approx(sums[1]["g_checksum"], rel=1e-9)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000004.pt", weights_only=False)
+    assert ckpt["world_size"] == 2 and len(ckpt["rng"]["sampler"]) == 2
