@@ -224,10 +224,10 @@ def list_models() -> list[ModelEntry]:
 
 
 HOW_TO_GET_A_MODEL = (
-    "no kernel-conversion model is installed yet (this version ships no trained default model, "
-    "and `kernelconv train` is not in it yet): put a model file (*.safetensors, see "
-    "docs/model-file.md) in {user_dir} and pass --model NAME, or pass --model PATH; "
-    "`kernelconv models` lists what is installed"
+    "no kernel-conversion model is installed yet (this version ships no trained default model): "
+    "train one with `kernelconv train` and `kernelconv export` (docs/training.md), or put a "
+    "model file (*.safetensors) in {user_dir} and pass --model NAME, or pass --model PATH; "
+    "`kernelconv convert --method filter` needs no model"
 )
 
 
