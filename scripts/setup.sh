@@ -29,7 +29,7 @@ install)
     echo "setup: kernelconv $("$PY" -c 'import kernelconv; print(kernelconv.__version__)') installed"
     ;;
 test)
-    "$PY" -m pip install --quiet -e ".[test,onnx]"
+    "$PY" -m pip install --quiet -e ".[test,onnx,train]"
     need=()
     command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
     command -v dcmdump >/dev/null 2>&1 || need+=(dcmtk)

@@ -134,6 +134,21 @@ def test_train_export_convert_end_to_end(sim: Path, tmp_path: Path, capsys) -> N
     assert len(list(output_series_dirs(tmp_path / "conv")[0].iterdir())) == 2
 
 
+def test_validation_and_tensorboard_logs(sim: Path, tmp_path: Path, capsys) -> None:
+    cfg = _config(tmp_path)
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "3", "--val", sim], capsys)
+    assert code == 0, err
+    lines = [json.loads(x) for x in (tmp_path / "run" / "validation.jsonl").read_text()
+             .splitlines()]
+    assert [x["iteration"] for x in lines] == [3]
+    keys = {k for k in lines[0] if k.startswith("val/")}
+    assert len(keys) == 12  # 6 directions x (PSNR, SSIM)
+    assert all(math.isfinite(lines[0][k]) for k in keys)
+    events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
+
+
 def test_resume_continues_the_same_run(sim: Path, tmp_path: Path, capsys) -> None:
     cfg = _config(tmp_path)
     assert run_cli(["train", "--data", sim, "--out", tmp_path / "a", "--config", cfg,

@@ -62,6 +62,8 @@ class TrainConfig:
     d_layers: int = 7
     seed: int = 0
     ckpt_every: int = 1000
+    val_every: int = 0  # 0: at every checkpoint (when --val is given)
+    val_slices: int = 4
     keep_ckpts: int = 3
     log_every: int = 50
     amp: str = "none"  # none | bf16 | fp16 (CUDA only)
@@ -135,6 +137,7 @@ def train(
     device: str = "auto",
     resume: bool = False,
     on_progress: Callable[[int, int, dict[str, float]], None] = lambda i, n, s: None,
+    val_dir: Path | None = None,
 ) -> TrainResult:
     """Train (or resume) a run in ``run_dir``; returns where it ended."""
     rank, world, local_rank = _dist()
@@ -191,6 +194,12 @@ def train(
         loss.gen = torch.compile(gen)  # type: ignore[assignment]
         loss.disc = torch.compile(disc)  # type: ignore[assignment]
     writer = _summary_writer(run_dir) if rank == 0 else None
+    validation = None
+    if val_dir is not None and rank == 0:
+        from kernelconv.training.validation import PairedValidation
+
+        validation = PairedValidation(val_dir, cfg.domains, cfg.kernel_map, cfg.val_slices)
+    val_every = cfg.val_every or cfg.ckpt_every
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
 
@@ -235,6 +244,13 @@ def train(
             writer.add_scalar("lr/G", opt_g.param_groups[0]["lr"], done)
         if rank == 0:
             on_progress(done, cfg.iters, stats)
+        if validation is not None and (done % val_every == 0 or done == cfg.iters):
+            scores = validation.run(gen, dev)
+            with open(run_dir / "validation.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"iteration": done, **scores}) + "\n")
+            if writer is not None:
+                for k, v in scores.items():
+                    writer.add_scalar(k, v, done)
         if done % cfg.ckpt_every == 0 or done == cfg.iters:
             elapsed = wall + time.perf_counter() - t0
             last = _save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler,
