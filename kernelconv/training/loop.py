@@ -251,6 +251,8 @@ def train(
             if writer is not None:
                 for k, v in scores.items():
                     writer.add_scalar(k, v, done)
+                for name, img in validation.samples.items():
+                    writer.add_image(f"sample/{name}", img[None], done, dataformats="CHW")
         if done % cfg.ckpt_every == 0 or done == cfg.iters:
             elapsed = wall + time.perf_counter() - t0
             last = _save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler,

@@ -21,6 +21,7 @@ from kernelconv.errors import InputError, KernelconvError
 from kernelconv.evaluation.metrics import psnr, ssim
 from kernelconv.hu import hu_to_unit, unit_to_hu
 from kernelconv.kernels import KernelTable
+from kernelconv.preview import window
 
 
 class PairedValidation:
@@ -60,6 +61,7 @@ class PairedValidation:
         was_training = gen.training
         gen.eval()
         scores: dict[str, list[float]] = defaultdict(list)
+        self.samples: dict[str, np.ndarray] = {}
         for study in self.images:
             for s, src in study.items():
                 x = torch.from_numpy(hu_to_unit(src))[:, None].to(device)
@@ -73,6 +75,10 @@ class PairedValidation:
                     out = gen(xp, labels)[:, 0, :h, :w].float().cpu().numpy()
                     pred = unit_to_hu(out)
                     name = f"{self.domains[s]}->{self.domains[t]}"
+                    if name not in self.samples:  # source | converted | true target, lung window
+                        self.samples[name] = np.concatenate(
+                            [window(src[0], -700, 1500), window(pred[0], -700, 1500),
+                             window(ref[0], -700, 1500)], axis=1)
                     for p, r in zip(pred, ref, strict=True):
                         scores[f"val/{name}/psnr"].append(psnr(p, r))
                         scores[f"val/{name}/ssim"].append(ssim(p, r))
