@@ -152,6 +152,7 @@ def convert(
         target=target, source_override=source,
         kernel_map=read_kernel_map(kernel_map) if kernel_map else {}, batch_size=batch_size,
         overwrite=overwrite, dry_run=dry_run, series_number_offset=series_number_offset,
+        keep_preview=preview is not None,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("slices"), TimeRemainingColumn())

@@ -48,6 +48,7 @@ class ConvertOptions:
     series_number_offset: int = 1000
     read_workers: int = 2
     write_workers: int = 2
+    keep_preview: bool = False  # keep a middle slice (source, converted) per series in memory
 
 
 @dataclass
@@ -245,7 +246,7 @@ def convert_series(
                         k += n
                 for i, (_path, ds, stored, hu, name) in enumerate(batch):
                     n = hu.shape[0]
-                    if index <= middle < index + n:
+                    if options.keep_preview and index <= middle < index + n:
                         result.preview = (hu[middle - index].copy(),
                                           outs[i][middle - index].copy())
                     index += n
