@@ -6,6 +6,7 @@ Errors users can cause print one line on stderr and exit with a documented code
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from kernelconv.errors import (
     EXIT_OK,
     EXIT_SERIES_FAILED,
     KernelconvError,
+    UsageError,
 )
 
 err = Console(stderr=True, highlight=False)
@@ -139,7 +141,6 @@ def convert(
     already at the target are skipped; existing output series are skipped unless
     --overwrite, so an interrupted run resumes. The input is never modified.
     """
-    from kernelconv.engines import Engine
     from kernelconv.kernels import read_kernel_map
     from kernelconv.pipeline import ConvertOptions, run_convert, write_report
 
@@ -156,20 +157,7 @@ def convert(
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("slices"), TimeRemainingColumn())
-    factory: Callable[[], Engine]
-    if method == "filter":
-        from kernelconv.engines.filter_engine import FilterEngine
-
-        filter_engine = FilterEngine()
-        domains = filter_engine.domains
-        factory = lambda: filter_engine  # noqa: E731
-    else:
-        from kernelconv.engines.torch_engine import TorchEngine
-        from kernelconv.modelfile import read_info, resolve_model
-
-        model_path = resolve_model(model)
-        domains = tuple(read_info(model_path).domains)
-        factory = lambda: TorchEngine(model_path, device, precision)  # noqa: E731
+    factory, domains = _engine_factory(method, model, device, precision)
     with Progress(*columns, console=err, transient=False, disable=dry_run) as bar:
         report = run_convert(input_path, output_path, factory, domains, options,
                              progress=_RichProgress(bar), rank=rank, world_size=world)
@@ -551,6 +539,148 @@ def export(source: Path, name: str, models_dir: Path | None, half: bool) -> None
         raise UsageError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
     path = export_model(source, name, models_dir, half)
     out.print(f"model written: {path}")
+
+
+LISTEN_EPILOG = """
+\b
+Examples:
+  kernelconv listen --to B30f --out converted/ --port 11112
+  kernelconv listen --to B30f --forward PACS@10.0.0.5:104 --allow-ae PACS,CT1 --stable-seconds 30
+  kernelconv listen --config listen.json
+  kernelconv echo KERNELCONV@localhost:11112
+
+\b
+Every received instance is fsync'd into the spool before it is acknowledged; a series is
+converted once nothing new of it has arrived for --stable-seconds; it leaves the spool only
+when written to --out and accepted by every --forward destination. See docs/pacs.md.
+"""
+
+_LISTEN_KEYS = {"ae_title", "host", "port", "to", "out", "forward", "allow_ae",
+                "stable_seconds", "spool", "tls_cert", "tls_key", "tls_ca", "method", "model",
+                "device", "precision", "batch_size", "kernel_map", "source", "unconvertible",
+                "retries"}
+
+
+@cli.command(epilog=LISTEN_EPILOG)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help="JSON file with any of these options (underscored names).")
+@click.option("--ae-title", default=None, help="Our AE title [KERNELCONV].")
+@click.option("--host", default=None, help="Address to listen on [0.0.0.0].")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="[11112]")
+@click.option("--to", "target", default=None, metavar="KERNEL", help="Target kernel.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write converted series here.")
+@click.option("--forward", multiple=True, metavar="AET@HOST:PORT",
+              help="Send converted series here (repeatable).")
+@click.option("--allow-ae", default=None, help="Comma-separated calling AE titles to accept.")
+@click.option("--stable-seconds", type=click.FloatRange(0.1), default=None,
+              help="Quiet period that completes a series [30].")
+@click.option("--spool", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Spool folder [./kernelconv-spool].")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Require client certificates signed by this CA.")
+@click.option("--method", type=click.Choice(["model", "filter"]), default=None)
+@click.option("--model", default=None, metavar="NAME|PATH")
+@click.option("--device", default=None, help="[auto]")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=None)
+@click.option("--kernel-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None)
+@click.option("--from", "source", default=None, metavar="KERNEL")
+@click.option("--unconvertible", type=click.Choice(["ignore", "forward"]), default=None,
+              help="What to do with series that cannot be converted [ignore].")
+@click.option("--retries", type=click.IntRange(1, 100), default=None,
+              help="Forwarding attempts per destination [5].")
+def listen(config_file: Path | None, **opts: Any) -> None:
+    """Receive series over DICOM (C-STORE), convert them, store and/or forward the results."""
+    import signal
+
+    from kernelconv.kernels import read_kernel_map
+    from kernelconv.pacs.forward import Destination
+    from kernelconv.pacs.server import ListenConfig, Listener, configure_logging
+
+    settings: dict[str, Any] = {}
+    if config_file:
+        try:
+            settings = json.loads(config_file.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise UsageError(f"{config_file}: invalid JSON ({exc})") from None
+        unknown = set(settings) - _LISTEN_KEYS
+        if unknown:
+            raise UsageError(f"{config_file}: unknown setting(s) {', '.join(sorted(unknown))}")
+    opts["to"] = opts.pop("target")
+    for key, value in opts.items():
+        if value is not None and value != ():
+            settings[key] = list(value) if isinstance(value, tuple) else value
+    if not settings.get("to"):
+        raise UsageError("listen: --to KERNEL is required")
+    allow = settings.get("allow_ae") or []
+    if isinstance(allow, str):
+        allow = [a.strip() for a in allow.split(",") if a.strip()]
+    method = settings.get("method", "model")
+    factory, domains = _engine_factory(method, settings.get("model"),
+                                       settings.get("device", "auto"),
+                                       settings.get("precision", "fp32"))
+    kmap = settings.get("kernel_map")
+    cfg = ListenConfig(
+        target=settings["to"], spool=Path(settings.get("spool", "kernelconv-spool")),
+        ae_title=settings.get("ae_title", "KERNELCONV"), host=settings.get("host", "0.0.0.0"),
+        port=int(settings.get("port", 11112)),
+        out=Path(settings["out"]) if settings.get("out") else None,
+        forward=[Destination.parse(d) for d in settings.get("forward", [])],
+        allow_ae=allow, stable_seconds=float(settings.get("stable_seconds", 30.0)),
+        unconvertible=settings.get("unconvertible", "ignore"),
+        kernel_map=read_kernel_map(Path(kmap)) if kmap else {},
+        source_override=settings.get("source"), batch_size=int(settings.get("batch_size", 4)),
+        retries=int(settings.get("retries", 5)),
+        tls_cert=Path(settings["tls_cert"]) if settings.get("tls_cert") else None,
+        tls_key=Path(settings["tls_key"]) if settings.get("tls_key") else None,
+        tls_ca=Path(settings["tls_ca"]) if settings.get("tls_ca") else None,
+    )
+    configure_logging()
+    listener = Listener(cfg, factory, domains)
+    try:
+        listener.start()
+    except OSError as exc:
+        raise UsageError(f"listen: cannot listen on {cfg.host}:{cfg.port} ({exc.strerror})") \
+            from None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: listener.shutdown())
+    listener.run_forever()
+
+
+def _engine_factory(method: str, model: str | None, device: str,
+                    precision: str) -> tuple[Callable[[], Any], tuple[str, ...]]:
+    if method == "filter":
+        from kernelconv.engines.filter_engine import FilterEngine
+
+        engine = FilterEngine()
+        return (lambda: engine), engine.domains
+    from kernelconv.engines.torch_engine import TorchEngine
+    from kernelconv.modelfile import read_info, resolve_model
+
+    path = resolve_model(model)
+    return (lambda: TorchEngine(path, device, precision)), tuple(read_info(path).domains)
+
+
+@cli.command(epilog="""
+\b
+Examples:
+  kernelconv echo KERNELCONV@localhost:11112
+  kernelconv echo PACS@10.0.0.5:104 --ae-title KERNELCONV
+""")
+@click.argument("destination", metavar="AET@HOST:PORT")
+@click.option("--ae-title", default="KERNELCONV", show_default=True, help="Our AE title.")
+def echo(destination: str, ae_title: str) -> None:
+    """Test DICOM connectivity with C-ECHO."""
+    from kernelconv.pacs.forward import Destination
+    from kernelconv.pacs.forward import echo as c_echo
+
+    dest = Destination.parse(destination)
+    seconds = c_echo(dest, ae_title)
+    out.print(f"C-ECHO {dest.label}: success in {seconds * 1000:.0f} ms")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,7 +34,8 @@ def test_plain_pip_install_finds_bundled_models_and_examples(tmp_path: Path) -> 
     shutil.rmtree(src)  # nothing may come from the source tree any more
     probe = subprocess.run(
         [py, "-c", "import json, kernelconv, kernelconv.bundled as b, kernelconv.sim.series, "
-         "kernelconv.evaluation.qa; print(json.dumps("
+         "kernelconv.evaluation.qa, kernelconv.evaluation.evaluate, kernelconv.training.loop, "
+         "kernelconv.pacs.server; print(json.dumps("
          "[kernelconv.__file__, str(b.bundled_models_dir()), str(b.example_series_dir())]))"],
         check=True, capture_output=True, text=True, cwd=tmp_path)
     module, models, examples = json.loads(probe.stdout)

@@ -1,0 +1,129 @@
+"""The spool: every received instance is on disk (fsync'd, atomically renamed) before it is
+acknowledged, and stays there until its series has been delivered everywhere.
+
+Layout::
+
+    SPOOL/incoming/<SeriesInstanceUID>/<SOPInstanceUID>.dcm   received, waiting or in work
+    SPOOL/failed/<SeriesInstanceUID>/...                      gave up; reason.json beside
+    SPOOL/status.json                                         counts and recent series
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kernelconv.dicom.paths import sanitise
+
+
+@dataclass
+class SeriesRecord:
+    series_uid: str
+    status: str  # pending | converting | delivered | skipped | failed
+    instances: int = 0
+    reason: str = ""
+    updated: float = field(default_factory=time.time)
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.incoming = root / "incoming"
+        self.failed = root / "failed"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.failed.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.last_arrival: dict[str, float] = {}
+        self.records: dict[str, SeriesRecord] = {}
+        self._busy: set[str] = set()
+        for d in sorted(self.incoming.iterdir()):  # restart recovery
+            if d.is_dir():
+                for part in d.glob("*.part"):
+                    part.unlink()  # an instance never acknowledged
+                files = [f for f in d.iterdir() if f.suffix == ".dcm"]
+                if files:
+                    self.last_arrival[d.name] = max(f.stat().st_mtime for f in files)
+                    self.records[d.name] = SeriesRecord(d.name, "pending", len(files))
+                else:
+                    shutil.rmtree(d, ignore_errors=True)
+
+    def persist(self, series_uid: str, sop_uid: str, data: bytes) -> Path:
+        """Write one instance durably; raises OSError when it cannot."""
+        key = sanitise(series_uid, "no-series-uid")
+        folder = self.incoming / key
+        folder.mkdir(exist_ok=True)
+        final = folder / f"{sanitise(sop_uid, 'no-sop-uid')}.dcm"
+        part = folder / (final.name + f".{threading.get_ident()}.part")
+        with open(part, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(part, final)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself is durable
+        finally:
+            os.close(dir_fd)
+        with self._lock:
+            self.last_arrival[key] = time.time()
+            rec = self.records.setdefault(key, SeriesRecord(key, "pending"))
+            rec.instances = len(list(folder.glob("*.dcm")))
+            rec.status, rec.updated = "pending", time.time()
+        return final
+
+    def stable(self, quiet_seconds: float) -> list[str]:
+        """Series with no new instance for ``quiet_seconds``, not already being worked on."""
+        now = time.time()
+        with self._lock:
+            ready = [k for k, t in self.last_arrival.items()
+                     if now - t >= quiet_seconds and k not in self._busy]
+            self._busy.update(ready)
+        return ready
+
+    def folder(self, key: str) -> Path:
+        return self.incoming / key
+
+    def snapshot(self, key: str) -> list[Path]:
+        """The instance files of a series as they are now."""
+        return sorted(p for p in self.folder(key).glob("*.dcm"))
+
+    def finish(self, key: str, status: str, reason: str, delivered: list[Path]) -> None:
+        """Remove what was delivered; keep anything that arrived meanwhile for another round."""
+        with self._lock:
+            if status == "failed":
+                target = self.failed / key
+                target.mkdir(parents=True, exist_ok=True)
+                for f in delivered:
+                    if f.exists():
+                        os.replace(f, target / f.name)
+                (target / "reason.json").write_text(json.dumps({"reason": reason}) + "\n")
+            else:
+                for f in delivered:
+                    f.unlink(missing_ok=True)
+            rest = list(self.folder(key).glob("*.dcm"))
+            if not rest:
+                shutil.rmtree(self.folder(key), ignore_errors=True)
+                self.last_arrival.pop(key, None)
+            self._busy.discard(key)
+            rec = self.records.setdefault(key, SeriesRecord(key, status))
+            rec.status, rec.reason, rec.updated = status, reason, time.time()
+            if rest:
+                rec.status = "pending"
+        self.write_status()
+
+    def write_status(self) -> None:
+        with self._lock:
+            counts: dict[str, int] = {}
+            for r in self.records.values():
+                counts[r.status] = counts.get(r.status, 0) + 1
+            data = {"updated": time.time(), "counts": counts,
+                    "series": [asdict(r) for r in sorted(self.records.values(),
+                                                         key=lambda r: -r.updated)[:200]]}
+        part = self.root / "status.json.part"
+        part.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(part, self.root / "status.json")
