@@ -3,8 +3,8 @@
 #
 #   bash scripts/setup.sh          install kernelconv (plain `pip install .`)
 #   bash scripts/setup.sh test     install it editable with the test extras, the DICOM tools the
-#                                  tests use (apt: dicom3tools, dcmtk), then run ruff, mypy and
-#                                  the whole pytest suite
+#                                  tests use (apt: dicom3tools, dcmtk, orthanc), then run ruff,
+#                                  mypy and the whole pytest suite
 #
 # Where no NVIDIA GPU is present and torch is not installed yet, the CPU build of torch is
 # installed first (torch==2.13.0), so that the package's torch range does not pull a multi-GB
@@ -32,7 +32,8 @@ test)
     "$PY" -m pip install --quiet -e ".[test,onnx,train]"
     need=()
     command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
-    command -v dcmdump >/dev/null 2>&1 || need+=(dcmtk)
+    [ -x /usr/bin/dcmdump ] && [ -x /usr/bin/storescu ] || need+=(dcmtk)
+    [ -x /usr/sbin/Orthanc ] || need+=(orthanc)
     if [ "${#need[@]}" -gt 0 ]; then
         SUDO=""
         [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -183,3 +183,135 @@ def test_sigterm_is_a_graceful_stop(tmp_path: Path, listener_factory) -> None:
     # not yet stable: still spooled for the next start
     assert len(list((tmp_path / "spool" / "incoming").rglob("*.dcm"))) == 5
     assert os.path.exists(tmp_path / "spool" / "status.json")
+
+
+class Orthanc:
+    """A real Orthanc PACS on loopback, with kernelconv declared as a modality."""
+
+    def __init__(self, tmp: Path, listener_port: int) -> None:
+        exe = "/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else \
+            require_tool("Orthanc")
+        self.dicom_port, self.http_port = free_port(), free_port()
+        folder = tmp / "orthanc"
+        folder.mkdir()
+        config = {
+            "Name": "kernelconv-test", "DicomAet": "ORTHANC", "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port, "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False, "StorageDirectory": str(folder / "db"),
+            "IndexDirectory": str(folder / "db"), "StableAge": 1,
+            "DicomModalities": {"kernelconv": ["KERNELCONV", HOST, listener_port]},
+        }
+        (folder / "config.json").write_text(json.dumps(config))
+        self.log = open(folder / "orthanc.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen([exe, str(folder / "config.json")], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        assert wait_for(self._up, 30), (folder / "orthanc.log").read_text()[-2000:]
+
+    def _up(self) -> bool:
+        try:
+            self.get("/system")
+            return True
+        except OSError:
+            return False
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> object:
+        import urllib.request
+
+        req = urllib.request.Request(f"http://{HOST}:{self.http_port}{path}", data=body,
+                                     method=method)
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def get(self, path: str) -> object:
+        return self.request("GET", path)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def test_orthanc_as_destination_and_as_sender(tmp_path: Path, listener_factory) -> None:
+    port = free_port()
+    orthanc = Orthanc(tmp_path, port)
+    try:
+        listener_factory("--forward", f"ORTHANC@{HOST}:{orthanc.dicom_port}",
+                         "--out", str(tmp_path / "out"), port=port)
+        # Orthanc as the sender: upload a plain and a JPEG Lossless series by REST, then push
+        # them to kernelconv (Orthanc may split this over associations and transfer syntaxes)
+        plain = make_series(dicom_file("693_UNCR.dcm"), tmp_path / "a", 3, seed=5)
+        jpeg = make_series(dicom_file("bad_sequence.dcm"), tmp_path / "b", 2, seed=6)
+        for f in plain + jpeg:
+            orthanc.request("POST", "/instances", f.read_bytes())
+        sources = orthanc.get("/series")
+        assert isinstance(sources, list) and len(sources) == 2
+        body = json.dumps({"Resources": sources, "Synchronous": True}).encode()
+        orthanc.request("POST", "/modalities/kernelconv/store", body)
+        # ... and as the destination: the converted series come back
+        def converted() -> list[dict]:
+            found = []
+            for sid in orthanc.get("/series"):  # type: ignore[union-attr]
+                info = orthanc.get(f"/series/{sid}")
+                first = info["Instances"][0]  # type: ignore[index]
+                tags = orthanc.get(f"/instances/{first}/simplified-tags")
+                if tags.get("ConvolutionKernel") == "B30f":  # type: ignore[union-attr]
+                    found.append(info)  # type: ignore[arg-type]
+            return found
+
+        assert wait_for(lambda: sorted(len(s["Instances"]) for s in converted()) == [2, 3], 90)
+        assert len(derived(tmp_path / "out")) == 5
+    finally:
+        orthanc.stop()
+
+
+def test_tls_listener_accepts_tls_and_refuses_plain(tmp_path: Path, listener_factory) -> None:
+    import ssl
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    openssl = require_tool("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    lst = listener_factory("--out", str(tmp_path / "out"), "--tls-cert", str(cert),
+                           "--tls-key", str(key))
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+    ctx.check_hostname = False
+    ae = AE(ae_title="TLSCLIENT")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(HOST, lst.port, ae_title="KERNELCONV", tls_args=(ctx, None))
+    assert assoc.is_established
+    status = assoc.send_c_echo()
+    assoc.release()
+    assert int(status.Status) == 0
+    plain = subprocess.run([dcmtk("echoscu"), "-aec", "KERNELCONV", HOST, str(lst.port)],
+                           capture_output=True, timeout=60)
+    assert plain.returncode != 0
+
+
+def test_sender_killed_mid_series_then_resending(tmp_path: Path, listener_factory) -> None:
+    from pynetdicom import AE
+
+    config = tmp_path / "listen.json"
+    config.write_text(json.dumps({"out": str(tmp_path / "out"), "allow_ae": ["CT1"]}))
+    lst = listener_factory("--config", str(config))
+    files = make_series(dicom_file("693_UNCR.dcm"), tmp_path / "a", 4, seed=9)
+    ae = AE(ae_title="CT1")
+    ae.add_requested_context(pydicom.dcmread(files[0]).SOPClassUID,
+                             pydicom.uid.ExplicitVRLittleEndian)
+    assoc = ae.associate(HOST, lst.port, ae_title="KERNELCONV")
+    assert assoc.is_established
+    for f in files[:2]:
+        assert int(assoc.send_c_store(f).Status) == 0
+    assoc.abort()  # the sender dies mid-series
+    assert wait_for(lambda: len(derived(tmp_path / "out")) == 2)  # what arrived is converted
+    assert send(lst.port, files, "CT1") == 0  # the sender retries the whole series
+    assert wait_for(lambda: len(derived(tmp_path / "out")) == 4)
+    time.sleep(2)
+    assert len(derived(tmp_path / "out")) == 4  # exactly once: same derived UIDs and files
+    assert len({ds.SeriesInstanceUID for ds in derived(tmp_path / "out")}) == 1
