@@ -117,7 +117,8 @@ def test_forward_to_storescp_and_echo(tmp_path: Path, listener_factory, capsys) 
                              str(dest_port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        lst = listener_factory("--forward", f"PACS@{HOST}:{dest_port}")
+        lst = listener_factory("--forward", f"PACS@{HOST}:{dest_port}",
+                               "--unconvertible", "forward")
         from helpers import run_cli
 
         code, out, _ = run_cli(["echo", f"KERNELCONV@{HOST}:{lst.port}"], capsys)
@@ -126,6 +127,12 @@ def test_forward_to_storescp_and_echo(tmp_path: Path, listener_factory, capsys) 
         assert wait_for(lambda: len(list((tmp_path / "pacs").iterdir())) == 5)
         kernels = {pydicom.dcmread(p).ConvolutionKernel for p in (tmp_path / "pacs").iterdir()}
         assert kernels == {"B30f"}
+        # the MR series cannot be converted: forwarded unchanged by policy
+        assert send(lst.port, [dicom_file("MR_small.dcm")]) == 0
+        assert wait_for(lambda: len(list((tmp_path / "pacs").iterdir())) == 6)
+        log = Path(lst.log.name).read_text()
+        assert "series-not-converted" in log and "forwarded-original" in log
+        assert "Peter" not in log and "98890234" not in log  # no patient name or ID
     finally:
         pacs.terminate()
         pacs.wait(timeout=30)
@@ -135,6 +142,10 @@ def test_calling_ae_not_allowed_is_rejected(tmp_path: Path, listener_factory) ->
     lst = listener_factory("--out", str(tmp_path / "out"), "--allow-ae", "PACS,CT1")
     files = sorted(ct5n_dir().iterdir())
     assert send(lst.port, files, "INTRUDER") != 0
+    wrong_called = subprocess.run([dcmtk("storescu"), "-aec", "NOTKC", "-aet", "CT1", HOST,
+                                   str(lst.port), str(files[0])], capture_output=True,
+                                  timeout=60)
+    assert wrong_called.returncode != 0
     assert send(lst.port, files, "CT1") == 0
     assert wait_for(lambda: len(derived(tmp_path / "out")) == 5)
 
