@@ -86,7 +86,7 @@ def test_phases_return_finite_losses_with_gradients() -> None:
         d_loss.backward()
         g_loss, g_stats = loss.g_step(x, c, t, real_target=x.flip(0))
         g_loss.backward()
-        assert math.isfinite(float(d_loss)) and math.isfinite(float(g_loss))
+        assert math.isfinite(float(d_loss.detach())) and math.isfinite(float(g_loss.detach()))
         assert (f"D/{reg}" in d_stats) == (reg != "none")
         assert "G/paired_l1" in g_stats and "G/cyc" in g_stats
 
