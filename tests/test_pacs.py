@@ -250,7 +250,7 @@ def test_orthanc_as_destination_and_as_sender(tmp_path: Path, listener_factory) 
     orthanc = Orthanc(tmp_path, port)
     try:
         listener_factory("--forward", f"ORTHANC@{HOST}:{orthanc.dicom_port}",
-                         "--out", str(tmp_path / "out"), port=port)
+                         "--out", str(tmp_path / "out"), "--stable-seconds", "3", port=port)
         # Orthanc as the sender: upload a plain and a JPEG Lossless series by REST, then push
         # them to kernelconv (Orthanc may split this over associations and transfer syntaxes)
         plain = make_series(dicom_file("693_UNCR.dcm"), tmp_path / "a", 3, seed=5)

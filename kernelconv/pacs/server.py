@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import shutil
 import ssl
@@ -185,8 +186,25 @@ class Listener:
             self.spool.finish(key, "delivered", "empty", [])
             return
         work = self.cfg.spool / "work" / key
+        inputs = self.cfg.spool / "work" / f"{key}.in"
+        try:
+            self._convert_and_deliver(key, files, work, inputs, start)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(inputs, ignore_errors=True)
+
+    def _convert_and_deliver(self, key: str, files: list[Path], work: Path, inputs: Path,
+                             start: float) -> None:
         shutil.rmtree(work, ignore_errors=True)
-        found = discover(self.spool.folder(key), exclude=[])
+        shutil.rmtree(inputs, ignore_errors=True)
+        # convert exactly this snapshot: instances arriving meanwhile wait for the next round
+        inputs.mkdir(parents=True)
+        for f in files:
+            try:
+                os.link(f, inputs / f.name)
+            except OSError:
+                shutil.copy2(f, inputs / f.name)
+        found = discover(inputs, exclude=[])
         if not found.series:
             reason = "; ".join(sorted({s.reason for s in found.skipped})) or "no CT series"
             self._unconvertible(key, files, reason, start)
@@ -211,7 +229,6 @@ class Listener:
             final.mkdir(parents=True, exist_ok=True)
             for f in outputs:
                 shutil.move(str(f), final / f.name)
-        shutil.rmtree(work, ignore_errors=True)
         self.spool.finish(key, "delivered", "", files)
         emit("series-converted", series=key, source_kernel=series.kernel,
              target=self.cfg.target, instances=len(outputs),
