@@ -93,6 +93,15 @@ def make_series(
     return paths
 
 
+def simulate_into(root: Path, slices: int, seed: int) -> Path:
+    """Run `kernelconv simulate` (chest, one patient) into ``root``; fails the test if it fails."""
+    try:
+        main(["simulate", str(root), "--slices", str(slices), "--seed", str(seed)])
+    except SystemExit as exc:
+        assert exc.code == 0, f"simulate exited with {exc.code}"
+    return root
+
+
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run the kernelconv CLI in-process: (exit code, stdout, stderr)."""
     code = 0

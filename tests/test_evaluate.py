@@ -9,16 +9,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from helpers import main, run_cli
+from helpers import run_cli, simulate_into
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("evalsim")
-    try:
-        main(["simulate", str(root), "--slices", "4", "--seed", "21"])
-    except SystemExit as exc:
-        assert exc.code == 0
+    root = simulate_into(tmp_path_factory.mktemp("evalsim"), 4, 21)
     return root
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from helpers import dciodvfy_errors, output_series_dirs, run_cli
+from helpers import dciodvfy_errors, output_series_dirs, run_cli, simulate_into
 
 from kernelconv.engines.filter_engine import FilterEngine
 
@@ -29,13 +29,7 @@ def _rmse(a: dict[float, np.ndarray], b: dict[float, np.ndarray]) -> float:
 
 @pytest.fixture(scope="module")
 def patient(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from helpers import main
-
-    root = tmp_path_factory.mktemp("sim")
-    try:
-        main(["simulate", str(root), "--slices", "2", "--seed", "11"])
-    except SystemExit as exc:
-        assert exc.code == 0
+    root = simulate_into(tmp_path_factory.mktemp("sim"), 2, 11)
     return root / "patient-000"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import main, output_series_dirs, run_cli
+from helpers import output_series_dirs, run_cli, simulate_into
 
 from kernelconv.nets import Generator, GeneratorConfig
 from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig
@@ -100,11 +100,7 @@ def test_discriminator_shapes_for_any_multiple_of_128() -> None:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("trainsim")
-    try:
-        main(["simulate", str(root), "--slices", "2", "--seed", "31"])
-    except SystemExit as exc:
-        assert exc.code == 0
+    root = simulate_into(tmp_path_factory.mktemp("trainsim"), 2, 31)
     return root
 
 
