@@ -668,6 +668,35 @@ def _engine_factory(method: str, model: str | None, device: str,
 @cli.command(epilog="""
 \b
 Examples:
+  kernelconv status --spool /var/spool/kernelconv
+""")
+@click.option("--spool", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("kernelconv-spool"), show_default=True)
+def status(spool: Path) -> None:
+    """Show a listener's pending, delivered, skipped and failed series (from SPOOL/status.json)."""
+    import datetime
+
+    path = spool / "status.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        from kernelconv.errors import InputError
+
+        raise InputError(f"{path}: no listener status here (is --spool right?)") from None
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(data.get("counts", {}).items())) or "none"
+    out.print(f"series: {counts}")
+    t = Table(title=f"kernelconv listener: {spool}")
+    for col in ("updated", "SeriesInstanceUID", "status", "instances", "reason"):
+        t.add_column(col, overflow="fold")
+    for r in data.get("series", [])[:50]:
+        when = datetime.datetime.fromtimestamp(r["updated"]).strftime("%Y-%m-%d %H:%M:%S")
+        t.add_row(when, r["series_uid"], r["status"], str(r["instances"]), r.get("reason", ""))
+    out.print(t)
+
+
+@cli.command(epilog="""
+\b
+Examples:
   kernelconv echo KERNELCONV@localhost:11112
   kernelconv echo PACS@10.0.0.5:104 --ae-title KERNELCONV
 """)

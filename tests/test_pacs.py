@@ -96,7 +96,7 @@ def derived(out: Path) -> list[pydicom.Dataset]:
 
 
 def test_storescu_series_uncompressed_and_compressed_are_converted(
-        tmp_path: Path, listener_factory) -> None:
+        tmp_path: Path, listener_factory, capsys) -> None:
     lst = listener_factory("--out", str(tmp_path / "out"))
     plain = make_series(dicom_file("693_UNCR.dcm"), tmp_path / "a", 3, seed=1)
     jpeg = make_series(dicom_file("bad_sequence.dcm"), tmp_path / "b", 2, seed=2)
@@ -107,6 +107,10 @@ def test_storescu_series_uncompressed_and_compressed_are_converted(
         assert ds.ConvolutionKernel == "B30f" and ds.ImageType[0] == "DERIVED"
     status = json.loads((tmp_path / "spool" / "status.json").read_text())
     assert status["counts"] == {"delivered": 2}
+    from helpers import run_cli
+
+    code, out, _ = run_cli(["status", "--spool", tmp_path / "spool"], capsys)
+    assert code == 0 and "delivered 2" in out
     assert not list((tmp_path / "spool" / "incoming").iterdir())  # left the spool
 
 
