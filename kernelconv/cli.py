@@ -428,6 +428,7 @@ Examples:
   kernelconv train --data sim/train --out runs/ggcl                 # the paper's settings
   kernelconv train --data sim/train --out runs/cpu --crop 256 --iters 2000
   kernelconv train --data sim/train --out runs/ggcl --resume        # continue a run
+  kernelconv train --data sim/train --out runs/ggcl --resume --max-minutes 9   # in pieces
   kernelconv train --data sim/train --out runs/ggdr --reg ggdr      # ablation
   torchrun --nproc-per-node 4 -m kernelconv train --data sim/train --out runs/ggcl
   kernelconv export runs/ggcl --name my-ggcl
@@ -463,6 +464,8 @@ kernelconv/training/loop.py) or the paper's defaults (docs/training.md).
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the nets.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--resume", is_flag=True, help="Continue from the run's latest checkpoint.")
+@click.option("--max-minutes", type=click.FloatRange(0.0, min_open=True),
+              help="Checkpoint and stop after this many minutes (continue with --resume).")
 @click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Held-out paired series (e.g. simulated patients of another seed): PSNR/SSIM "
                    "per direction at every checkpoint, in RUN/validation.jsonl and TensorBoard.")
@@ -470,7 +473,7 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
           iters: int | None, batch_size: int | None, crop: int | None, reg: str | None,
           paired: bool | None, kernels: str | None, seed: int | None, ckpt_every: int | None,
           amp: str | None, compile_: bool | None, device: str, resume: bool,
-          val_dir: Path | None) -> None:
+          max_minutes: float | None, val_dir: Path | None) -> None:
     """Train the GGCL StarGAN (generator and U-Net discriminator) on DICOM series.
 
     Each series' kernel (ConvolutionKernel) is its domain. The series are decoded once into
@@ -506,7 +509,8 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
             losses = " ".join(f"{k}={v:.3f}" for k, v in stats.items() if k.endswith("loss"))
             bar.update(task, completed=done, rate=f"{rate:.2f} it/s", losses=losses)
 
-        result = run_training(cfg, list(data_dirs), run_dir, device, resume, progress, val_dir)
+        result = run_training(cfg, list(data_dirs), run_dir, device, resume, progress, val_dir,
+                              max_minutes * 60.0 if max_minutes else None)
     out.print(f"trained to iteration {result.iterations} in {result.seconds:.0f} s; "
               f"checkpoint {result.checkpoint}")
     summary = {"iterations": result.iterations, "seconds": result.seconds,

@@ -160,6 +160,20 @@ def test_resume_continues_the_same_run(sim: Path, tmp_path: Path, capsys) -> Non
             torch.testing.assert_close(value, b[key][name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_max_minutes_stops_with_a_checkpoint_and_resume_finishes(sim: Path, tmp_path: Path,
+                                                                 capsys) -> None:
+    cfg = _config(tmp_path, ckpt_every=1000)
+    code, out, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config",
+                              cfg, "--iters", "50", "--max-minutes", "0.0001"], capsys)
+    assert code == 0, err
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("ckpt-*.pt"))
+    assert len(ckpts) == 1 and ckpts[0].name < "ckpt-00000050.pt"  # stopped early, saved
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "50", "--resume"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-00000050.pt").is_file()
+
+
 @pytest.mark.slow
 def test_distributed_training_with_two_cpu_processes(sim: Path, tmp_path: Path) -> None:
     cfg = _config(tmp_path)

@@ -138,8 +138,13 @@ def train(
     resume: bool = False,
     on_progress: Callable[[int, int, dict[str, float]], None] = lambda i, n, s: None,
     val_dir: Path | None = None,
+    max_seconds: float | None = None,
 ) -> TrainResult:
-    """Train (or resume) a run in ``run_dir``; returns where it ended."""
+    """Train (or resume) a run in ``run_dir``; returns where it ended.
+
+    With ``max_seconds`` the run checkpoints and stops after that much wall time (this call's),
+    so a long run can be done in bounded pieces with ``resume``.
+    """
     rank, world, local_rank = _dist()
     if world > 1 and not dist.is_initialized():
         use_cuda = torch.cuda.is_available() and device != "cpu"
@@ -208,6 +213,7 @@ def train(
 
     t0 = time.perf_counter()
     last = None
+    done = start
     for it in range(start, cfg.iters):
         for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
             for group in opt.param_groups:
@@ -253,17 +259,30 @@ def train(
                     writer.add_scalar(k, v, done)
                 for name, img in validation.samples.items():
                     writer.add_image(f"sample/{name}", img[None], done, dataformats="CHW")
-        if done % cfg.ckpt_every == 0 or done == cfg.iters:
+        out_of_time = _agree(max_seconds is not None
+                             and time.perf_counter() - t0 >= max_seconds, world)
+        if done % cfg.ckpt_every == 0 or done == cfg.iters or out_of_time:
             elapsed = wall + time.perf_counter() - t0
             last = _save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler,
                                     done, elapsed, rank, world, index)
+        if out_of_time:
+            break
     if writer is not None:
         writer.close()
     checksum = float(sum(p.detach().double().sum() for p in gen.parameters()))
     if world > 1:
         dist.barrier()
-    return TrainResult(cfg.iters, wall + time.perf_counter() - t0,
+    return TrainResult(done, wall + time.perf_counter() - t0,
                        last or latest_checkpoint(run_dir), checksum)
+
+
+def _agree(flag: bool, world: int) -> bool:
+    """True on every rank if it is true on any (so all ranks stop at the same iteration)."""
+    if world <= 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
 
 
 class _null:
