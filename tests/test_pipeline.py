@@ -102,3 +102,33 @@ def test_torchrun_ranks_convert_disjoint_shares(tmp_path: Path, tiny_model: Path
     assert len(output_series_dirs(tmp_path / "out")) == 2
     for ds in read_all(tmp_path / "out"):
         assert isinstance(ds, pydicom.Dataset) and ds.ConvolutionKernel == "B30f"
+
+
+class ConstantEngine(IdentityEngine):
+    """Returns -1000 HU everywhere: a value the test source's encoding cannot hold."""
+
+    method_id = "constant-test"
+
+    def convert(self, hu: np.ndarray, source: str, target: str,
+                pixel_mm: float = 0.68) -> np.ndarray:
+        return np.full_like(hu, -1000.0)
+
+
+def test_encoding_changes_when_the_source_cannot_hold_the_hu_range(tmp_path: Path) -> None:
+    def unsigned_no_offset(ds, i):  # stored = HU, unsigned 12 bit: cannot hold negative HU
+        arr = np.clip(ds.pixel_array.astype(np.int32) + 1024, 0, 4095).astype(np.uint16)
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        for kw in ("PixelPaddingValue", "SmallestImagePixelValue", "LargestImagePixelValue"):
+            ds.pop(kw, None)
+        ds.PixelData = arr.tobytes()
+
+    make_series(dicom_file("CT_small.dcm"), tmp_path / "in", 2, edit=unsigned_no_offset)
+    report = run_convert(tmp_path / "in", tmp_path / "out", ConstantEngine,
+                         IdentityEngine.domains, ConvertOptions(target="B30f"))
+    assert report.results[0].status == "converted", report.results[0].reason
+    for ds in read_all(output_series_dirs(tmp_path / "out")[0]):
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        assert np.all(hu == -1000.0)
+        assert (ds.BitsStored, ds.PixelRepresentation, float(ds.RescaleIntercept)) == \
+            (16, 0, -1024.0)
