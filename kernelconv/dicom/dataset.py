@@ -133,3 +133,16 @@ def decode_hu(ds: Dataset, path: Path) -> tuple[np.ndarray, np.ndarray]:
     for i, (slope, intercept) in enumerate(rescales):
         hu[i] = stored_to_hu(stored[i], slope, intercept)
     return stored, hu
+
+
+def read_hu_slices(paths: list[Path]) -> tuple[list[np.ndarray], Dataset]:
+    """The HU image of each single-frame file, and the first file's dataset (for headers)."""
+    if not paths:
+        raise PixelDataError("no files to read")
+    images, first = [], None
+    for path in paths:
+        ds = read_dataset(path)
+        first = first or ds
+        images.append(decode_hu(ds, path)[1][0])
+    assert first is not None
+    return images, first

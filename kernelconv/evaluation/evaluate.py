@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelconv.dicom.dataset import decode_hu, pixel_spacing_mm, read_dataset
+from kernelconv.dicom.dataset import pixel_spacing_mm, read_hu_slices
 from kernelconv.dicom.discovery import Series, discover
 from kernelconv.errors import InputError
 from kernelconv.evaluation.metrics import mae, psnr, rmse, ssim
@@ -140,14 +140,8 @@ def _mean_freq(freq: np.ndarray, nps: np.ndarray) -> float:
 def load_series(series: Series) -> LoadedSeries:
     if series.error or series.multiframe:
         raise InputError(f"{series.folder}: cannot evaluate ({series.error or 'multi-frame'})")
-    images, positions = [], []
-    first = None
-    for sl in series.slices:
-        ds = read_dataset(sl.path)
-        first = first or ds
-        images.append(decode_hu(ds, sl.path)[1][0])
-        positions.append(sl.position)
-    assert first is not None
+    images, first = read_hu_slices([sl.path for sl in series.slices])
+    positions = [sl.position for sl in series.slices]
     kernel = first_kernel_value(first.get("ConvolutionKernel")) or "?"
     image_type = [str(v).upper() for v in first.get("ImageType", [])]
     derived = bool(image_type) and image_type[0] == "DERIVED"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernelconv.dicom.dataset import decode_hu, read_dataset
+from kernelconv.dicom.dataset import read_hu_slices
 from kernelconv.dicom.discovery import discover
 from kernelconv.errors import InputError
 from kernelconv.evaluation.mtf import MtfResult, circular_edge_mtf, roi_noise_sd
@@ -60,12 +60,7 @@ def measure_qa(folder: Path, reference: str = "B30f") -> list[QaResult]:
         raise InputError(f"{folder}: no CT series found")
     results = []
     for series in found.series:
-        images, first = [], None
-        for sl in series.slices:
-            ds = read_dataset(sl.path)
-            images.append(decode_hu(ds, sl.path)[1][0])
-            first = first or ds
-        assert first is not None
+        images, first = read_hu_slices([sl.path for sl in series.slices])
         pixel = float(first.PixelSpacing[0])
         rod = _pixel_of(first, *QA_ROD_CENTRE)
         uniform = _pixel_of(first, *QA_UNIFORM_CENTRE)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernelconv.dicom.dataset import decode_hu, read_dataset
+from kernelconv.dicom.dataset import read_hu_slices
 from kernelconv.dicom.discovery import discover
 from kernelconv.errors import InputError, KernelconvError
 from kernelconv.hu import HU_MAX, HU_MIN
@@ -55,10 +55,7 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
             except KernelconvError as exc:
                 skipped.append({"folder": series.folder, "reason": str(exc)})
                 continue
-            images = []
-            for sl in series.slices:
-                ds = read_dataset(sl.path)
-                images.append(decode_hu(ds, sl.path)[1][0])
+            images, _ = read_hu_slices([sl.path for sl in series.slices])
             shapes = {im.shape for im in images}
             if len(shapes) != 1:
                 skipped.append({"folder": series.folder, "reason": "mixed matrix sizes"})

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernelconv.dicom.dataset import decode_hu, read_dataset
+from kernelconv.dicom.dataset import read_hu_slices
 from kernelconv.dicom.discovery import discover
 from kernelconv.errors import InputError, KernelconvError
 from kernelconv.evaluation.metrics import psnr, ssim
@@ -50,7 +50,7 @@ class PairedValidation:
             mid = len(common) // 2
             chosen = common[max(0, mid - max_slices // 2):][:max_slices]
             self.images.append({
-                d: np.stack([decode_hu(read_dataset(paths[z]), paths[z])[1][0] for z in chosen])
+                d: np.stack(read_hu_slices([paths[z] for z in chosen])[0])
                 for d, paths in kernels.items()})
         if not self.images:
             raise InputError(f"{folder}: no paired validation data (a study with several of "
