@@ -12,6 +12,7 @@ arithmetic without its hooks, which do not see the gradient-penalty double backw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -164,13 +165,13 @@ def train(
         index = json.loads((cache / "index.json").read_text())
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
-    torch.manual_seed(cfg.seed * 1000 + rank)
     gcfg = GeneratorConfig(c_dim=len(cfg.domains), conv_dim=cfg.g_conv_dim, n_res=cfg.g_repeat)
     dcfg = DiscriminatorConfig(c_dim=len(cfg.domains), conv_dim=cfg.d_conv_dim,
                                n_layers=cfg.d_layers,
                                feature_channels=gcfg.conv_dim * (1 << gcfg.n_down) // 2)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     gen, disc = Generator(gcfg).to(dev), Discriminator(dcfg).to(dev)
+    torch.manual_seed(cfg.seed * 1000 + rank)  # then each rank its own random stream
     if dev.type == "cuda":
         gen = gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         disc = disc.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -209,7 +210,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
 
     def autocast() -> Any:
-        return torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else _null()
+        return torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
 
     t0 = time.perf_counter()
     last = None
@@ -283,14 +284,6 @@ def _agree(flag: bool, world: int) -> bool:
     t = torch.tensor([1.0 if flag else 0.0])
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
 
 
 def _summary_writer(run_dir: Path) -> Any:
