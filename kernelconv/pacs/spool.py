@@ -59,6 +59,7 @@ class Spool:
         folder.mkdir(exist_ok=True)
         final = folder / f"{sanitise(sop_uid, 'no-sop-uid')}.dcm"
         part = folder / (final.name + f".{threading.get_ident()}.part")
+        resent = final.exists()  # the same instance sent again replaces, does not add
         with open(part, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -72,7 +73,9 @@ class Spool:
         with self._lock:
             self.last_arrival[key] = time.time()
             rec = self.records.setdefault(key, SeriesRecord(key, "pending"))
-            rec.instances = len(list(folder.glob("*.dcm")))
+            if rec.status != "pending":  # a new round after a delivered one
+                rec.instances = 0
+            rec.instances += 0 if resent else 1
             rec.status, rec.updated = "pending", time.time()
         return final
 
@@ -112,8 +115,8 @@ class Spool:
             self._busy.discard(key)
             rec = self.records.setdefault(key, SeriesRecord(key, status))
             rec.status, rec.reason, rec.updated = status, reason, time.time()
-            if rest:
-                rec.status = "pending"
+            if rest:  # arrived during the round: they are the next round
+                rec.status, rec.instances = "pending", len(rest)
         self.write_status()
 
     def write_status(self) -> None:
