@@ -23,6 +23,7 @@ from kernelconv.errors import (
     EXIT_INTERNAL,
     EXIT_OK,
     EXIT_SERIES_FAILED,
+    InputError,
     KernelconvError,
     UsageError,
 )
@@ -283,7 +284,6 @@ def simulate(output_path: Path, patients: int, slices: int, kernels: str, seed: 
     focal spot, Poisson and electronic noise (one realisation per slice shared by all
     kernels), and FBP with each kernel's window. See docs/simulation.md.
     """
-    from kernelconv.errors import UsageError
     from kernelconv.sim.kernels import load_kernel_table
     from kernelconv.sim.series import SimulationConfig
     from kernelconv.sim.series import simulate as run_simulation
@@ -327,8 +327,6 @@ def qa(series_dir: Path, plot: Path | None, json_path: Path | None,
     Kernels with a specification are checked against it; the exit code is 1 if any target
     is missed.
     """
-    import json
-
     from kernelconv.evaluation.qa import format_number, measure_qa, plot_mtf
     from kernelconv.sim.kernels import load_kernel_table
 
@@ -401,8 +399,6 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str 
 
     for path in (pred_dir, ref_dir) + ((truth_dir,) if truth_dir else ()):
         if not path.exists():
-            from kernelconv.errors import InputError
-
             raise InputError(f"{path}: no such file or directory")
     results = run_evaluation(pred_dir, ref_dir, truth_dir, target)
     label = label or pred_dir.name
@@ -480,8 +476,6 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
     a cache in the run folder; batches are random (crops of) slices with their domain labels,
     unpaired as in the paper.
     """
-    import json
-
     from kernelconv.training.loop import TrainConfig
     from kernelconv.training.loop import train as run_training
 
@@ -538,8 +532,6 @@ def export(source: Path, name: str, models_dir: Path | None, half: bool) -> None
     from kernelconv.training.export import export_model
 
     if sanitise(name) != name:
-        from kernelconv.errors import UsageError
-
         raise UsageError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
     path = export_model(source, name, models_dir, half)
     out.print(f"model written: {path}")
@@ -684,8 +676,6 @@ def status(spool: Path) -> None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        from kernelconv.errors import InputError
-
         raise InputError(f"{path}: no listener status here (is --spool right?)") from None
     counts = ", ".join(f"{k} {v}" for k, v in sorted(data.get("counts", {}).items())) or "none"
     out.print(f"series: {counts}")

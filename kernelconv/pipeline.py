@@ -309,7 +309,7 @@ def run_convert(
         raise InputError(f"{input_path}: no such file or directory")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: exists and is not a folder")
-    if is_within(input_path, out) and input_path.resolve() == out.resolve():
+    if input_path.resolve() == out.resolve():
         raise OutputError(f"{out}: the output folder must differ from the input folder")
     found: Discovery = discover(input_path, exclude=[out])
     table = KernelTable.for_domains(domains, options.kernel_map)

@@ -36,6 +36,7 @@ class FilterEngine:
         self.domains = tuple(self.table)
         self.domain_sharpness = {k: v.sharpness for k, v in self.table.items()}
         self.soft_to_sharp_lambda = soft_to_sharp_lambda
+        self._grids: dict[tuple[str, str, tuple[int, ...], float], np.ndarray] = {}
         self.method_id = f"mtf-ratio-filter-1-l{soft_to_sharp_lambda:g}"
         self.description = (f"classical MTF-ratio filter (Ohkubo et al. 2011), Wiener lambda "
                             f"{soft_to_sharp_lambda:g} for soft -> sharp")
@@ -47,6 +48,17 @@ class FilterEngine:
         lam = self.soft_to_sharp_lambda if sharper else SHARP_TO_SOFT_LAMBDA
         return wt * ws / (ws * ws + lam * (f_lpcm / 10.0) ** 2)
 
+    def _grid_transfer(self, source: str, target: str, shape: tuple[int, ...],
+                       pixel_mm: float) -> np.ndarray:
+        """H on the rfft2 grid of ``shape``; computed once per (kernels, size, spacing)."""
+        key = (source, target, shape, pixel_mm)
+        if key not in self._grids:
+            fy = np.fft.fftfreq(shape[0], d=pixel_mm)
+            fx = np.fft.rfftfreq(shape[1], d=pixel_mm)
+            f = np.hypot(fy[:, None], fx[None, :]) * 10.0  # lp/cm
+            self._grids[key] = self.transfer(source, target, f)[None]
+        return self._grids[key]
+
     def convert(self, hu: np.ndarray, source: str, target: str,
                 pixel_mm: float = 0.68359375) -> np.ndarray:
         """(B, H, W) HU in ``source`` -> (B, H, W) HU in ``target``; pixel size in mm."""
@@ -55,9 +67,6 @@ class FilterEngine:
         b, h, w = hu.shape
         pad = min(PAD, h - 1, w - 1)
         x = np.pad(hu.astype(np.float64), ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
-        fy = np.fft.fftfreq(x.shape[1], d=pixel_mm)
-        fx = np.fft.rfftfreq(x.shape[2], d=pixel_mm)
-        f = np.hypot(fy[:, None], fx[None, :]) * 10.0  # lp/cm
-        spec = np.fft.rfft2(x) * self.transfer(source, target, f)[None]
+        spec = np.fft.rfft2(x) * self._grid_transfer(source, target, x.shape[1:], pixel_mm)
         y = np.fft.irfft2(spec, s=x.shape[1:])[:, pad:pad + h, pad:pad + w]
         return y.astype(np.float32)

@@ -28,7 +28,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from kernelconv.dicom.discovery import discover
 from kernelconv.engines import Engine
-from kernelconv.errors import KernelconvError, UsageError
+from kernelconv.errors import UsageError
 from kernelconv.kernels import KernelTable
 from kernelconv.pacs.forward import Destination, send_files
 from kernelconv.pacs.spool import Spool
@@ -254,5 +254,3 @@ def configure_logging() -> None:
     log.setLevel(logging.INFO)
     log.propagate = False
 
-
-__all__ = ["Listener", "ListenConfig", "KernelconvError", "configure_logging"]
