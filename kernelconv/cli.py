@@ -117,6 +117,10 @@ failed, 2 usage, 3 model, 4 input, 5 output, 70 internal error.
               help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
               show_default=True, help="Autocast precision on CUDA; the CPU always runs fp32.")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default=None,
+              help="Run the model with PyTorch [default] or ONNX Runtime (pip install "
+                   "'kernelconv[onnx]'; CUDA provider with onnxruntime-gpu; faster on CPU, "
+                   "docs/performance.md). A .onnx --model always runs with onnx.")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=4, show_default=True,
               help="Slices per forward pass.")
 @click.option("--series-number-offset", type=click.IntRange(0, 1_000_000), default=1000,
@@ -131,7 +135,7 @@ failed, 2 usage, 3 model, 4 input, 5 output, 70 internal error.
 def convert(
     input_path: Path, output_path: Path, target: str, source: str | None, method: str,
     model: str | None,
-    kernel_map: Path | None, device: str, precision: str, batch_size: int,
+    kernel_map: Path | None, device: str, precision: str, backend: str | None, batch_size: int,
     series_number_offset: int, overwrite: bool, dry_run: bool, report_path: Path | None,
     preview: Path | None,
 ) -> None:
@@ -158,7 +162,7 @@ def convert(
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("slices"), TimeRemainingColumn())
-    factory, domains = _engine_factory(method, model, device, precision)
+    factory, domains = _engine_factory(method, model, device, precision, backend)
     with Progress(*columns, console=err, transient=False, disable=dry_run) as bar:
         report = run_convert(input_path, output_path, factory, domains, options,
                              progress=_RichProgress(bar), rank=rank, world_size=world)
@@ -520,21 +524,47 @@ Examples:
   kernelconv export runs/ggcl --name my-ggcl                 # into the user models folder
   kernelconv export runs/ggcl/checkpoints/ckpt-00400000.pt --name ggcl-400k --half
   kernelconv export runs/ggcl --name default-ggcl --models-dir models
+  kernelconv export runs/ggcl --name my-ggcl --onnx          # model file and NAME.onnx
+  kernelconv export my-ggcl --onnx --models-dir deploy/      # ONNX of an installed model
 """)
-@click.argument("source", metavar="RUN_DIR|CKPT", type=click.Path(path_type=Path))
-@click.option("--name", required=True, help="Model name (file NAME.safetensors).")
+@click.argument("source", metavar="RUN_DIR|CKPT|MODEL", type=click.Path(path_type=Path))
+@click.option("--name", help="Model name (file NAME.safetensors); required from a run.")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write [default: the user models folder].")
 @click.option("--half", is_flag=True, help="Store fp16 weights (half the size).")
-def export(source: Path, name: str, models_dir: Path | None, half: bool) -> None:
-    """Write the inference model file (generator and metadata only) from a training run."""
+@click.option("--onnx", "as_onnx", is_flag=True,
+              help="Also write NAME.onnx (opset 18, fp32, dynamic batch/height/width, kernelconv "
+                   "metadata) for ONNX Runtime (needs kernelconv[onnx]).")
+def export(source: Path, name: str | None, models_dir: Path | None, half: bool,
+           as_onnx: bool) -> None:
+    """Write the inference model file (generator and metadata only) from a training run, or
+    (with --onnx) the ONNX graph of a run's or an installed model."""
     from kernelconv.dicom.paths import sanitise
-    from kernelconv.training.export import export_model
+    from kernelconv.modelfile import SUFFIX, resolve_model, user_models_dir
 
-    if sanitise(name) != name:
+    if name is not None and sanitise(name) != name:
         raise UsageError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
-    path = export_model(source, name, models_dir, half)
-    out.print(f"model written: {path}")
+    is_run = source.is_dir() or source.suffix == ".pt"
+    if is_run:
+        from kernelconv.training.export import export_model
+
+        if name is None:
+            raise UsageError("export: --name is required when exporting a training run")
+        path = export_model(source, name, models_dir, half)
+        out.print(f"model written: {path}")
+    else:
+        if not as_onnx:
+            raise UsageError(f"{source}: not a run folder or checkpoint (*.pt); from an "
+                             "installed model only --onnx can be exported")
+        path = resolve_model(str(source))
+        name = name or path.name[: -len(SUFFIX)]
+    if as_onnx:
+        from kernelconv.engines.onnx_engine import ONNX_SUFFIX, export_onnx
+
+        target = (models_dir or (path.parent if is_run else user_models_dir())) \
+            / f"{name}{ONNX_SUFFIX}"
+        export_onnx(path, target)
+        out.print(f"ONNX model written: {target}")
 
 
 LISTEN_EPILOG = """
@@ -553,7 +583,7 @@ when written to --out and accepted by every --forward destination. See docs/pacs
 
 _LISTEN_KEYS = {"ae_title", "host", "port", "to", "out", "forward", "allow_ae",
                 "stable_seconds", "spool", "tls_cert", "tls_key", "tls_ca", "method", "model",
-                "device", "precision", "batch_size", "kernel_map", "source", "unconvertible",
+                "device", "precision", "backend", "batch_size", "kernel_map", "source", "unconvertible",
                 "retries"}
 
 
@@ -581,6 +611,7 @@ _LISTEN_KEYS = {"ae_title", "host", "port", "to", "out", "forward", "allow_ae",
 @click.option("--model", default=None, metavar="NAME|PATH")
 @click.option("--device", default=None, help="[auto]")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None)
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default=None, help="[torch]")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=None)
 @click.option("--kernel-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None)
@@ -618,7 +649,8 @@ def listen(config_file: Path | None, **opts: Any) -> None:
     method = settings.get("method", "model")
     factory, domains = _engine_factory(method, settings.get("model"),
                                        settings.get("device", "auto"),
-                                       settings.get("precision", "fp32"))
+                                       settings.get("precision", "fp32"),
+                                       settings.get("backend"))
     kmap = settings.get("kernel_map")
     cfg = ListenConfig(
         target=settings["to"], spool=Path(settings.get("spool", "kernelconv-spool")),
@@ -647,17 +679,29 @@ def listen(config_file: Path | None, **opts: Any) -> None:
     listener.run_forever()
 
 
-def _engine_factory(method: str, model: str | None, device: str,
-                    precision: str) -> tuple[Callable[[], Any], tuple[str, ...]]:
+def _engine_factory(method: str, model: str | None, device: str, precision: str,
+                    backend: str | None = None) -> tuple[Callable[[], Any], tuple[str, ...]]:
     if method == "filter":
         from kernelconv.engines.filter_engine import FilterEngine
 
         engine = FilterEngine()
         return (lambda: engine), engine.domains
-    from kernelconv.engines.torch_engine import TorchEngine
     from kernelconv.modelfile import read_info, resolve_model
 
     path = resolve_model(model)
+    if path.suffix == ".onnx" or backend == "onnx":
+        if backend == "torch":
+            raise UsageError(f"{path}: an ONNX model runs with --backend onnx, not torch")
+        from kernelconv.engines.onnx_engine import OnnxEngine, onnx_file_for, read_onnx_info
+
+        if path.suffix != ".onnx":
+            info = read_info(path)
+            err.print(f"ONNX graph of {info.model_id}: exporting once if not cached...")
+        onnx_path = onnx_file_for(path)  # export errors surface before any series is read
+        domains = tuple(read_onnx_info(onnx_path).domains)
+        return (lambda: OnnxEngine(path, device, precision)), domains
+    from kernelconv.engines.torch_engine import TorchEngine
+
     return (lambda: TorchEngine(path, device, precision)), tuple(read_info(path).domains)
 
 

@@ -94,7 +94,8 @@ def _split(path: Path, blob: bytes) -> tuple[dict[str, Any], bytes]:
     return meta, blob[8 + header_len:]
 
 
-def _info_from_meta(path: Path, meta: dict[str, Any]) -> ModelInfo:
+def info_from_metadata(path: Path, meta: dict[str, Any]) -> ModelInfo:
+    """Validate a model's JSON metadata (safetensors header or ONNX metadata_props)."""
     if meta.get("format") != FORMAT:
         raise ModelError(f"{path}: not a kernelconv model file (format {meta.get('format')!r})")
     version = meta.get("format_version")
@@ -138,7 +139,7 @@ def read_info(path: Path) -> ModelInfo:
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model file ({exc.strerror})") from None
     meta, _ = _split(path, blob)
-    return _info_from_meta(path, meta)
+    return info_from_metadata(path, meta)
 
 
 def load_model(path: Path) -> tuple[ModelInfo, dict[str, Any]]:
@@ -151,7 +152,7 @@ def load_model(path: Path) -> tuple[ModelInfo, dict[str, Any]]:
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model file ({exc.strerror})") from None
     meta, data = _split(path, blob)
-    info = _info_from_meta(path, meta)
+    info = info_from_metadata(path, meta)
     if hashlib.sha256(data).hexdigest() != info.weights_sha256:
         raise ModelError(f"{path}: checksum mismatch, the model file is corrupt; download or "
                          "export it again")

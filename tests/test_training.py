@@ -174,6 +174,25 @@ def test_max_minutes_stops_with_a_checkpoint_and_resume_finishes(sim: Path, tmp_
     assert (tmp_path / "run" / "checkpoints" / "ckpt-00000050.pt").is_file()
 
 
+def test_generator_warmup_trains_only_the_generator(sim: Path, tmp_path: Path, capsys) -> None:
+    cfg = _config(tmp_path, paired=True, g_warmup_iters=3, ckpt_every=3)
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "3"], capsys)
+    assert code == 0, err
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000003.pt", weights_only=False)
+    assert ckpt["opt_d"]["state"] == {}  # the discriminator never stepped
+    assert len(ckpt["opt_g"]["state"]) > 0
+    torch.manual_seed(0)  # same initial weights as the run (seed 0)
+    gen = Generator(GeneratorConfig(c_dim=3, conv_dim=8, n_res=1))
+    moved = [not torch.equal(v, ckpt["G"][k]) for k, v in gen.state_dict().items()
+             if k in ckpt["G"] and v.is_floating_point()]
+    assert any(moved)
+    bad = _config(tmp_path, g_warmup_iters=3)  # warm-up without paired data
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "bad", "--config", bad,
+                            "--iters", "3"], capsys)
+    assert code == 2 and "g_warmup_iters needs paired data" in err
+
+
 @pytest.mark.slow
 def test_distributed_training_with_two_cpu_processes(sim: Path, tmp_path: Path) -> None:
     cfg = _config(tmp_path)

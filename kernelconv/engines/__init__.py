@@ -27,3 +27,48 @@ class Engine(Protocol):
         filter) need it, the network ignores it (it was trained at one pixel size).
         """
         ...
+
+
+def domain_sharpness(domains: tuple[str, ...],
+                     declared: dict[str, float]) -> dict[str, float]:
+    """Sharpness rank per domain: the model's declared value, else the built-in table's, else
+    the label order."""
+    from kernelconv.kernels import BUILTIN_SHARPNESS
+
+    return {d: declared.get(d, BUILTIN_SHARPNESS.get(d, float(i))) for i, d in enumerate(domains)}
+
+
+def pad_amounts(size: int, multiple: int) -> tuple[int, int]:
+    """(before, after) padding that makes ``size`` a multiple of ``multiple``, centred."""
+    total = (-size) % multiple
+    return total // 2, total - total // 2
+
+
+def network_input(hu: np.ndarray, lo: float, hi: float,
+                  multiple: int) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """(B, H, W) HU -> the network's (B, 1, H', W') float32 input in [-1, 1] and the window
+    that crops its output back to H x W.
+
+    The paper's normalisation (clip to [lo, hi], scale to [-1, 1]); H and W are reflect-padded
+    (centred) to the network's size multiple, never resized; replicate-padded when the image is
+    too small to reflect.
+    """
+    from kernelconv.hu import hu_to_unit
+
+    _, h, w = hu.shape
+    (pt, pb), (pl, pr) = pad_amounts(h, multiple), pad_amounts(w, multiple)
+    unit = hu_to_unit(hu, lo, hi)[:, None]
+    if pt or pb or pl or pr:
+        widths = ((0, 0), (0, 0), (pt, pb), (pl, pr))
+        if min(h, w) > max(pt, pb, pl, pr):
+            unit = np.pad(unit, widths, mode="reflect")
+        else:
+            unit = np.pad(unit, widths, mode="edge")
+    return np.ascontiguousarray(unit, dtype=np.float32), (slice(pt, pt + h), slice(pl, pl + w))
+
+
+def one_hot(index: int, count: int, batch: int) -> np.ndarray:
+    """(batch, count) float32 one-hot target labels."""
+    labels = np.zeros((batch, count), dtype=np.float32)
+    labels[:, index] = 1.0
+    return labels

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kernelconv.engines import domain_sharpness, network_input
 from kernelconv.errors import KernelconvError, ModelError, UsageError
-from kernelconv.hu import hu_to_unit, unit_to_hu
-from kernelconv.kernels import BUILTIN_SHARPNESS
+from kernelconv.hu import unit_to_hu
 from kernelconv.modelfile import ModelInfo, load_model
 from kernelconv.nets.generator import Generator, GeneratorConfig
 
@@ -41,12 +41,6 @@ def resolve_device(spec: str) -> torch.device:
     raise DeviceError(f"--device {spec}: expected auto, cpu, cuda or cuda:N")
 
 
-def pad_amounts(size: int, multiple: int) -> tuple[int, int]:
-    """(before, after) padding that makes ``size`` a multiple of ``multiple``, centred."""
-    total = (-size) % multiple
-    return total // 2, total - total // 2
-
-
 class TorchEngine:
     """Runs a kernelconv model file's generator."""
 
@@ -70,10 +64,7 @@ class TorchEngine:
         net = net.eval().to(self.device)
         self.net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.domains = tuple(info.domains)
-        self.domain_sharpness = {
-            d: info.domain_sharpness.get(d, BUILTIN_SHARPNESS.get(d, float(i)))
-            for i, d in enumerate(self.domains)
-        }
+        self.domain_sharpness = domain_sharpness(self.domains, info.domain_sharpness)
         self.method_id = info.model_id
         self.description = f"GGCL StarGAN generator, model {info.model_id}"
 
@@ -88,19 +79,14 @@ class TorchEngine:
         if target not in self.domains:
             raise KernelconvError(f"target kernel {target} is not one of {self.domains}")
         lo, hi = self.info.hu_range
-        b, h, w = hu.shape
-        m = self.config.size_multiple
-        (pt, pb), (pl, pr) = pad_amounts(h, m), pad_amounts(w, m)
-        unit = torch.from_numpy(hu_to_unit(hu, lo, hi))[:, None]
-        if pt or pb or pl or pr:
-            mode = "reflect" if min(h, w) > max(pt, pb, pl, pr) else "replicate"
-            unit = torch.nn.functional.pad(unit, (pl, pr, pt, pb), mode=mode)
-        labels = torch.full((b,), self.domains.index(target), dtype=torch.long)
+        arr, (rows, cols) = network_input(hu, lo, hi, self.config.size_multiple)
+        unit = torch.from_numpy(arr)
+        labels = torch.full((len(hu),), self.domains.index(target), dtype=torch.long)
         pin = self.device.type == "cuda"
         x = (unit.pin_memory() if pin else unit).to(self.device, non_blocking=pin)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast():
             y = self.net(x, labels.to(self.device))
         assert isinstance(y, torch.Tensor)
-        y = y.float()[:, 0, pt:pt + h, pl:pl + w].cpu().numpy()
+        y = y.float()[:, 0, rows, cols].cpu().numpy()
         return unit_to_hu(y, lo, hi)

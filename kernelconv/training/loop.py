@@ -57,6 +57,7 @@ class TrainConfig:
     target_sampling: str = "shuffle"  # shuffle (the reference) | random
     paired: bool = False  # extension: L1 to the real target slice
     lambda_paired: float = 10.0
+    g_warmup_iters: int = 0  # extension (paired only): first N iterations train G on L1 alone
     g_conv_dim: int = 64
     g_repeat: int = 6
     d_conv_dim: int = 32
@@ -89,6 +90,8 @@ class TrainConfig:
             raise UsageError(f"{origin}: reg must be ggcl, ggdr or none")
         if cfg.amp not in ("none", "bf16", "fp16"):
             raise UsageError(f"{origin}: amp must be none, bf16 or fp16")
+        if cfg.g_warmup_iters and not cfg.paired:
+            raise UsageError(f"{origin}: g_warmup_iters needs paired data (paired: true)")
         if cfg.target_sampling not in ("shuffle", "random"):
             raise UsageError(f"{origin}: target_sampling must be shuffle or random")
         multiple = 1 << cfg.d_layers
@@ -228,13 +231,23 @@ def train(
             c_trg = c_org[torch.randperm(len(c_org), device="cpu").to(dev)]
         else:
             c_trg = torch.randint(0, len(cfg.domains), c_org.shape, device="cpu").to(dev)
-        with autocast():
-            d_loss, stats = loss.d_step(x, c_org, c_trg)
-        opt_d.zero_grad(set_to_none=True)
-        scaler.scale(d_loss).backward()
-        _average_gradients(disc, world)
-        scaler.step(opt_d)
-        if (it + 1) % cfg.n_critic == 0:
+        warmup = it < cfg.g_warmup_iters and tgt_imgs is not None
+        if warmup:
+            assert tgt_imgs is not None
+            with autocast():
+                w_loss, stats = loss.warmup_step(x, c_trg, torch.from_numpy(tgt_imgs).to(dev))
+            opt_g.zero_grad(set_to_none=True)
+            scaler.scale(w_loss).backward()
+            _average_gradients(gen, world)
+            scaler.step(opt_g)
+        else:
+            with autocast():
+                d_loss, stats = loss.d_step(x, c_org, c_trg)
+            opt_d.zero_grad(set_to_none=True)
+            scaler.scale(d_loss).backward()
+            _average_gradients(disc, world)
+            scaler.step(opt_d)
+        if not warmup and (it + 1) % cfg.n_critic == 0:
             real_t = torch.from_numpy(tgt_imgs).to(dev) if tgt_imgs is not None else None
             with autocast():
                 g_loss, g_stats = loss.g_step(x, c_org, c_trg, real_t)

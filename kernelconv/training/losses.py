@@ -103,6 +103,19 @@ class StarGanLoss:
         stats["D/loss"] = _num(loss)
         return loss, stats
 
+    def warmup_step(self, real: torch.Tensor, target: torch.Tensor,
+                    real_target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Extension (paired data only): generator-only L1 to the real target slice.
+
+        Used for the first ``g_warmup_iters`` iterations of a paired run, before the
+        discriminator exists for the generator: a supervised start that a short (CPU) budget can
+        afford; the paper has no such phase.
+        """
+        fake = self.gen(real, target)
+        assert isinstance(fake, torch.Tensor)
+        paired = (fake - real_target).abs().mean()
+        return self.w.paired * paired, {"G/paired_l1": _num(paired)}
+
     def g_step(self, real: torch.Tensor, label: torch.Tensor, target: torch.Tensor,
                real_target: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Generator loss: adversarial, target-domain classification, cycle (and paired L1)."""

@@ -1,0 +1,208 @@
+"""The GGCL generator run with ONNX Runtime, and the export that makes its ONNX file.
+
+The ONNX graph has two inputs, ``image`` (N, 1, H, W) float32 in [-1, 1] (H and W multiples of
+the network's size multiple, 4 for the paper's widths) and ``target`` (N, c_dim) float32 one-hot,
+and one output ``converted`` (N, 1, H, W); batch, height and width are dynamic. The model's
+metadata (the same JSON as in the .safetensors file: name, domains, HU range, architecture,
+provenance, SHA-256 of the source weights) is stored in the ONNX ``metadata_props`` under the
+key ``kernelconv``, so an .onnx file alone is a complete kernelconv model.
+
+``--backend onnx`` with a .safetensors model uses ``NAME.onnx`` beside it when that file was
+exported from the same weights, else exports once into the user cache
+(``$XDG_CACHE_HOME/kernelconv/onnx``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kernelconv import __version__
+from kernelconv.engines import domain_sharpness, network_input, one_hot
+from kernelconv.errors import KernelconvError, ModelError, UsageError
+from kernelconv.hu import unit_to_hu
+from kernelconv.modelfile import ModelInfo, info_from_metadata, load_model, read_info
+
+OPSET = 18
+META_KEY = "kernelconv"
+ONNX_SUFFIX = ".onnx"
+
+
+def _require(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise UsageError(f"the ONNX backend needs the {module} package: "
+                         "pip install 'kernelconv[onnx]'") from None
+
+
+def export_onnx(model_path: Path, out: Path) -> Path:
+    """Export a .safetensors model's generator to ``out`` (fp32 graph, opset 18), atomically."""
+    _require("onnx")
+    _require("onnxscript")
+    import onnx
+    import torch
+    from torch.export import Dim
+
+    from kernelconv.nets.generator import Generator, GeneratorConfig
+
+    info, state = load_model(model_path)
+    gen = Generator(GeneratorConfig.from_dict(info.arch_args))
+    gen.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    gen.eval()
+
+    class _OneHotTarget(torch.nn.Module):
+        def __init__(self, net: Generator) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            out = self.net(image, target)
+            assert isinstance(out, torch.Tensor)
+            return out
+
+    m = gen.config.size_multiple
+    n = len(info.domains)
+    example = (torch.zeros(2, 1, 4 * m, 4 * m), torch.eye(n)[:2].reshape(2, n) if n > 1
+               else torch.ones(2, 1))
+    batch, rows, cols = Dim("batch"), Dim("rows", min=1, max=8192), Dim("cols", min=1, max=8192)
+    sink = io.StringIO()
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter warns about optional packages it never needs
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+                warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                _OneHotTarget(gen), example, input_names=["image", "target"],
+                output_names=["converted"], opset_version=OPSET, dynamo=True, verbose=False,
+                dynamic_shapes={"image": {0: batch, 2: m * rows, 3: m * cols},
+                                "target": {0: batch}})
+    finally:
+        quiet.setLevel(level)
+    assert program is not None
+    proto = program.model_proto
+    meta = info.to_json()
+    meta["onnx"] = {"opset": OPSET, "exported_with": f"kernelconv {__version__}",
+                    "torch": torch.__version__, "inputs": "image (N,1,H,W) in [-1,1]; target "
+                    "(N,c_dim) one-hot", "size_multiple": m}
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta, sort_keys=True)
+    proto.producer_name, proto.producer_version = "kernelconv", __version__
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, out)
+    return out
+
+
+def read_onnx_info(path: Path) -> ModelInfo:
+    """The kernelconv metadata of an exported .onnx file (validated like a model file's)."""
+    onnx = _require("onnx")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
+        raise ModelError(f"{path}: not an ONNX file ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # noqa: BLE001  (protobuf DecodeError and friends)
+        raise ModelError(f"{path}: not an ONNX file ({type(exc).__name__})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if META_KEY not in props:
+        raise ModelError(f"{path}: an ONNX file without kernelconv metadata (export it with "
+                         "`kernelconv export MODEL --onnx`)")
+    try:
+        meta = json.loads(props[META_KEY])
+    except ValueError:
+        raise ModelError(f"{path}: corrupt kernelconv metadata in the ONNX file") from None
+    return info_from_metadata(path, meta)
+
+
+def onnx_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kernelconv" / "onnx"
+
+
+def onnx_file_for(model_path: Path) -> Path:
+    """The ONNX file for a model: the file itself, a matching NAME.onnx beside it, or the cached
+    export (made now if missing)."""
+    if model_path.suffix == ONNX_SUFFIX:
+        return model_path
+    info = read_info(model_path)
+    beside = model_path.with_suffix(ONNX_SUFFIX)
+    if beside.is_file():
+        try:
+            if read_onnx_info(beside).weights_sha256 == info.weights_sha256:
+                return beside
+        except ModelError:
+            pass
+    cached = onnx_cache_dir() / f"{info.name}-{info.weights_sha256[:16]}{ONNX_SUFFIX}"
+    if not cached.is_file():
+        export_onnx(model_path, cached)
+    return cached
+
+
+def available_providers() -> list[str]:
+    ort = _require("onnxruntime")
+    return list(ort.get_available_providers())
+
+
+class OnnxEngine:
+    """Runs a kernelconv model through ONNX Runtime (CUDA execution provider when asked for or,
+    with ``auto``, when onnxruntime-gpu sees a GPU; otherwise the CPU provider)."""
+
+    def __init__(self, model_path: Path, device: str = "auto", precision: str = "fp32") -> None:
+        ort = _require("onnxruntime")
+        if precision != "fp32":
+            raise UsageError(f"--backend onnx runs fp32 only, not --precision {precision} "
+                             "(docs/performance.md says why)")
+        path = onnx_file_for(model_path)
+        self.info = read_onnx_info(path)
+        if model_path.suffix != ONNX_SUFFIX and \
+                self.info.weights_sha256 != read_info(model_path).weights_sha256:
+            raise ModelError(f"{path}: exported from other weights than {model_path}")
+        have = ort.get_available_providers()
+        spec = device.strip().lower()
+        if spec.startswith("cuda") and "CUDAExecutionProvider" not in have:
+            raise UsageError(f"--device {device}: onnxruntime has no CUDA execution provider "
+                             "here (install onnxruntime-gpu on a machine with a GPU)")
+        if spec not in ("auto", "cpu") and not spec.startswith("cuda"):
+            raise UsageError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if spec != "cpu" and "CUDAExecutionProvider" in have:
+            index = int(spec.split(":")[1]) if ":" in spec else 0
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # noqa: BLE001  (onnxruntime raises untyped errors)
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelError(f"{path}: ONNX Runtime cannot load it ({first})") from None
+        self.providers = self.session.get_providers()
+        self.path = path
+        self.multiple = 1 << int(self.info.arch_args.get("n_down", 2))
+        self.domains = tuple(self.info.domains)
+        self.domain_sharpness = domain_sharpness(self.domains, self.info.domain_sharpness)
+        self.method_id = self.info.model_id
+        self.description = f"GGCL StarGAN generator, model {self.info.model_id} (ONNX Runtime)"
+
+    def convert(self, hu: np.ndarray, source: str, target: str,
+                pixel_mm: float = 0.68359375) -> np.ndarray:
+        """Convert (B, H, W) HU; any H and W (reflect-padded to the network's multiple)."""
+        if target not in self.domains:
+            raise KernelconvError(f"target kernel {target} is not one of {self.domains}")
+        lo, hi = self.info.hu_range
+        unit, (rows, cols) = network_input(hu, lo, hi, self.multiple)
+        labels = one_hot(self.domains.index(target), len(self.domains), len(hu))
+        out = self.session.run(["converted"], {"image": unit, "target": labels})[0]
+        return unit_to_hu(out[:, 0, rows, cols], lo, hi)
