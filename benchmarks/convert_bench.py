@@ -22,49 +22,14 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import torch
+from common import conv_flops, matmul_peak, random_model
 from pydicom.uid import generate_uid
 
 from kernelconv.bundled import example_series_dir
 from kernelconv.dicom.dataset import decode_hu
 from kernelconv.dicom.discovery import discover
 from kernelconv.engines.torch_engine import TorchEngine
-from kernelconv.modelfile import ModelInfo, save_model
-from kernelconv.nets import Generator, GeneratorConfig
 from kernelconv.pipeline import ConvertOptions, run_convert
-
-
-def conv_flops(net: torch.nn.Module, h: int, w: int) -> float:
-    """FLOPs (2 x MACs) of the convolutions for one slice of h x w."""
-    total = 0.0
-
-    def hook(mod: torch.nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        assert isinstance(mod, torch.nn.Conv2d)
-        k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
-        total += 2.0 * out.numel() * k
-
-    handles = [m.register_forward_hook(hook) for m in net.modules()
-               if isinstance(m, torch.nn.Conv2d)]
-    with torch.no_grad():
-        net(torch.zeros(1, 1, h, w), torch.tensor([0]))
-    for hd in handles:
-        hd.remove()
-    return total
-
-
-def matmul_peak(device: torch.device, n: int = 2048, reps: int = 10) -> float:
-    """Measured fp32 matrix-multiply GFLOP/s: the machine's practical peak for this work."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    torch.mm(a, b)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        torch.mm(a, b)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 2.0 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
 def make_series(folder: Path, n: int) -> None:
@@ -94,11 +59,7 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="kc-bench-"))
-    torch.manual_seed(0)
-    gen = Generator(GeneratorConfig(c_dim=3, conv_dim=args.conv_dim, n_res=args.n_res))
-    model = work / "bench.safetensors"
-    save_model(model, ModelInfo("bench", ["B30f", "B50f", "B70f"], gen.config.to_dict()),
-               gen.state_dict())
+    model, gen = random_model(work / "bench.safetensors", args.conv_dim, args.n_res)
     flops = conv_flops(gen, 512, 512)
     series = work / "in"
     make_series(series, args.slices)
