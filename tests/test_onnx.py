@@ -48,7 +48,7 @@ def test_export_writes_onnx_with_kernelconv_metadata(tiny_model: Path, tmp_path:
 def test_onnx_matches_torch_on_odd_sizes_and_batches(tiny_model: Path) -> None:
     torch_engine = TorchEngine(tiny_model, "cpu")
     onnx_engine = OnnxEngine(tiny_model, "cpu")
-    assert onnx_engine.method_id == torch_engine.method_id
+    assert onnx_engine.method_id == torch_engine.method_id + "+onnx"  # distinct derived UIDs
     rng = np.random.default_rng(3)
     for shape in ((1, 64, 64), (3, 61, 90)):
         hu = rng.normal(0, 400, shape).astype(np.float32)

@@ -193,7 +193,8 @@ class OnnxEngine:
         self.multiple = 1 << int(self.info.arch_args.get("n_down", 2))
         self.domains = tuple(self.info.domains)
         self.domain_sharpness = domain_sharpness(self.domains, self.info.domain_sharpness)
-        self.method_id = self.info.model_id
+        # results differ from torch's by up to ~0.1 HU: derived UIDs must differ too
+        self.method_id = f"{self.info.model_id}+onnx"
         self.description = f"GGCL StarGAN generator, model {self.info.model_id} (ONNX Runtime)"
 
     def convert(self, hu: np.ndarray, source: str, target: str,
