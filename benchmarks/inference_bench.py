@@ -36,7 +36,7 @@ from common import conv_flops, matmul_peak, random_model
 from kernelconv.cli import main as cli
 from kernelconv.dicom.dataset import read_hu_slices
 from kernelconv.engines import network_input, one_hot
-from kernelconv.engines.torch_engine import TorchEngine
+from kernelconv.engines.torch_engine import TorchEngine, run_generator
 from kernelconv.hu import HU_MAX, HU_MIN, hu_to_unit, unit_to_hu
 from kernelconv.modelfile import resolve_model
 
@@ -85,19 +85,12 @@ def authors_loop(gen: torch.nn.Module, device: torch.device,
 
 def bf16_trunk(engine: TorchEngine, target: int) -> Callable[[np.ndarray], np.ndarray]:
     """bf16 autocast on the CPU for encoder, trunk and decoder; the head in fp32."""
-    net = engine.net
 
     def run(hu: np.ndarray) -> np.ndarray:
         arr, (rows, cols) = network_input(hu, HU_MIN, HU_MAX, engine.config.size_multiple)
         x = torch.from_numpy(arr).contiguous(memory_format=torch.channels_last)
-        labels = torch.full((len(hu),), target)
         with torch.inference_mode():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                planes = net.label_planes(labels, x.shape[-2], x.shape[-1])
-                h = net.trunk(net.encoder(torch.cat([x, planes.to(x.dtype)], dim=1)))
-                for up in net.decoder:
-                    h = up(h)
-            y = net.head(h.float())
+            y = run_generator(engine.net, x, torch.full((len(hu),), target), "bf16")
         return unit_to_hu(y[:, 0, rows, cols].numpy())
 
     return run
