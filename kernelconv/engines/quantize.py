@@ -27,7 +27,8 @@ def conv_names(onnx_path: Path) -> list[str]:
 
 
 def quantize_int8(fp32_onnx: Path, out: Path, images: np.ndarray, targets: np.ndarray,
-                  keep_fp32: Sequence[str] = ("first", "last")) -> Path:
+                  keep_fp32: Sequence[str] = ("first", "last"),
+                  method: str = "minmax") -> Path:
     """Quantise ``fp32_onnx`` into ``out``, calibrated on ``images`` (N, 1, H, W) in [-1, 1]
     with one-hot ``targets`` (N, c_dim), fed one at a time."""
     _require("onnxruntime")
@@ -40,9 +41,14 @@ def quantize_int8(fp32_onnx: Path, out: Path, images: np.ndarray, targets: np.nd
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                 "entropy": CalibrationMethod.Entropy}[method]
     convs = conv_names(fp32_onnx)
-    by_position = {"first": convs[0], "last": convs[-1]}
+    by_position = {"first": convs[0], "last": convs[-1], "second": convs[1],
+                   "third": convs[2]}
     exclude = [by_position.get(k, k) for k in keep_fp32]
+    if "decoder" in keep_fp32:  # the upsampling convolutions feed PixelShuffle (DepthToSpace)
+        exclude += [convs[-3], convs[-2]]
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -60,5 +66,5 @@ def quantize_int8(fp32_onnx: Path, out: Path, images: np.ndarray, targets: np.nd
         quantize_static(str(pre), str(out), _Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
-                        nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax)
+                        nodes_to_exclude=exclude, calibrate_method=calibrate)
     return out
