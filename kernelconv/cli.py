@@ -450,7 +450,9 @@ kernelconv/training/loop.py) or the paper's defaults (docs/training.md).
 @click.option("--iters", type=click.IntRange(1), help="Iterations [paper: 400000].")
 @click.option("--batch-size", type=click.IntRange(1), help="Batch size [paper: 2].")
 @click.option("--crop", type=click.IntRange(128), help="Random crop size, a multiple of 128 "
-              "[paper: full slices].")
+              "[paper: full slices]. Faster, but the generator's instance norm then sees other "
+              "statistics than on the full slices it converts: finish on full slices "
+              "(docs/training.md).")
 @click.option("--reg", type=click.Choice(["ggcl", "ggdr", "none"]),
               help="Discriminator regulariser [paper: ggcl].")
 @click.option("--paired", is_flag=True, default=None,
