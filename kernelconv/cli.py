@@ -244,7 +244,7 @@ def models() -> None:
     out.print(f"bundled models: {bundled_models_dir() or 'none'}")
     out.print(f"bundled example series: {example_series_dir() or 'none'}")
     if not entries:
-        out.print("no models installed yet (no trained default model ships in this version): "
+        out.print("no models installed (the bundled default is missing from this installation): "
                   "train one (kernelconv train, kernelconv export) or copy a model file into "
                   "the user models folder")
 

@@ -225,8 +225,8 @@ def list_models() -> list[ModelEntry]:
 
 
 HOW_TO_GET_A_MODEL = (
-    "no kernel-conversion model is installed yet (this version ships no trained default model): "
-    "train one with `kernelconv train` and `kernelconv export` (docs/training.md), or put a "
+    "no kernel-conversion model is installed (the bundled default is missing or was not "
+    "selected: reinstall kernelconv, or set KERNELCONV_DEFAULT_MODEL): train one with `kernelconv train` and `kernelconv export` (docs/training.md), or put a "
     "model file (*.safetensors) in {user_dir} and pass --model NAME, or pass --model PATH; "
     "`kernelconv convert --method filter` needs no model"
 )

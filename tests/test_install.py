@@ -42,17 +42,24 @@ def test_plain_pip_install_finds_bundled_models_and_examples(tmp_path: Path) -> 
     assert str(env_dir) in module, "imported the source tree, not the installed package"
     assert str(env_dir) in models and (Path(models) / "README.md").is_file()
     assert str(env_dir) in examples and len(list(Path(examples).iterdir())) == 4
-    # a model dropped into the installed bundle becomes the default
-    make_tiny_model(Path(models) / "bundled-tiny.safetensors", name="bundled-tiny")
-    (Path(models) / "DEFAULT").write_text("bundled-tiny\n")
+    # the shipped default model is installed with the package and converts the example
+    default = (ROOT / "models" / "DEFAULT").read_text().strip()
+    assert (Path(models) / f"{default}.safetensors").is_file()
     exe = env_dir / "bin" / "kernelconv"
     env = {"PATH": str(env_dir / "bin"), "HOME": str(tmp_path), "KERNELCONV_MODELS":
            str(tmp_path / "user-models")}
     listing = subprocess.run([exe, "models"], capture_output=True, text=True, env=env,
                              cwd=tmp_path)
-    assert listing.returncode == 0 and "bundled-tiny@" in listing.stdout
+    assert listing.returncode == 0 and f"{default}@" in listing.stdout
     run = subprocess.run([exe, "convert", examples, tmp_path / "out", "--to", "B30f"],
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "out" / "kernelconv-report.json").read_text())
     assert report["series"][0]["status"] == "converted"
+    assert f"model {default}@" in report["method"]
+    # a model dropped into the installed bundle can become the default
+    make_tiny_model(Path(models) / "bundled-tiny.safetensors", name="bundled-tiny")
+    (Path(models) / "DEFAULT").write_text("bundled-tiny\n")
+    listing = subprocess.run([exe, "models"], capture_output=True, text=True, env=env,
+                             cwd=tmp_path)
+    assert listing.returncode == 0 and "bundled-tiny@" in listing.stdout
