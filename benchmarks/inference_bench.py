@@ -7,12 +7,14 @@
 
 Paths (512 x 512 slices already in memory, model only):
   authors-loop  torch fp32, one slice per forward, NCHW, no_grad: how the reference code runs
-  torch         kernelconv's TorchEngine: batched, channels_last, inference_mode (fp32;
-                --device cuda also bf16/fp16 autocast with the fp32 head)
+  torch         kernelconv's TorchEngine, inference_mode: on CUDA batched and channels_last
+                (fp32, and bf16/fp16 autocast with the fp32 head); on the CPU one slice per
+                forward pass in NCHW (measured fastest there)
   onnx          ONNX Runtime fp32, batched (CUDA provider on a GPU with onnxruntime-gpu)
   onnx-int8     (--int8) ONNX Runtime static int8, QDQ per-channel, calibrated on simulated
                 slices of another seed; first and last convolution fp32
-  torch-bf16    (--bf16, CPU) bf16 autocast for everything but the output head
+  torch-bf16    (--bf16, CPU) bf16 autocast for everything but the output head, batched,
+                channels_last
 
 With a trained --model, reduced-precision paths are compared with torch fp32 on held-out
 simulated patients (seed 9001, not the calibration seed): mean and max |dHU| over the slices.
@@ -89,8 +91,10 @@ def bf16_trunk(engine: TorchEngine, target: int) -> Callable[[np.ndarray], np.nd
     def run(hu: np.ndarray) -> np.ndarray:
         arr, (rows, cols) = network_input(hu, HU_MIN, HU_MAX, engine.config.size_multiple)
         x = torch.from_numpy(arr).contiguous(memory_format=torch.channels_last)
+        net = engine.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         with torch.inference_mode():
-            y = run_generator(engine.net, x, torch.full((len(hu),), target), "bf16")
+            y = run_generator(net, x, torch.full((len(hu),), target), "bf16")
+        engine.net.to(memory_format=engine.memory_format)  # type: ignore[call-overload]
         return unit_to_hu(y[:, 0, rows, cols].numpy())
 
     return run
@@ -123,7 +127,7 @@ def main() -> None:
     src, dst = domains[-1], domains[0]  # sharpest -> softest
     target = domains.index(dst)
     flops = conv_flops(engine.net.to(memory_format=torch.contiguous_format), 512, 512)
-    engine.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    engine.net.to(memory_format=engine.memory_format)  # type: ignore[call-overload]
 
     print("simulating held-out slices (seed 9001) ...", flush=True)
     held = simulated_slices(work / "eval", 9001, max(args.slices, 2))
