@@ -187,6 +187,13 @@ def test_generator_warmup_trains_only_the_generator(sim: Path, tmp_path: Path, c
     moved = [not torch.equal(v, ckpt["G"][k]) for k, v in gen.state_dict().items()
              if k in ckpt["G"] and v.is_floating_point()]
     assert any(moved)
+    code, _, err = run_cli(["export", tmp_path / "run", "--name", "warm", "--models-dir",
+                            tmp_path / "models"], capsys)
+    assert code == 0, err
+    from kernelconv.modelfile import read_info
+
+    method = read_info(tmp_path / "models" / "warm.safetensors").provenance["method"]
+    assert "paired L1 extension only" in method and "GGCL StarGAN" not in method
     bad = _config(tmp_path, g_warmup_iters=3)  # warm-up without paired data
     code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "bad", "--config", bad,
                             "--iters", "3"], capsys)

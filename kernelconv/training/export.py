@@ -33,9 +33,19 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     sharp = {d: float(sim[d].sharpness) if d in sim else BUILTIN_SHARPNESS.get(d, float(i))
              for i, d in enumerate(domains)}
     cfg = state["config"]
+    warmup = int(cfg.get("g_warmup_iters") or 0) if cfg.get("paired") else 0
+    if warmup >= int(state["iteration"]):
+        method = ("the paper's generator trained with the paired L1 extension only (generator "
+                  "warm-up; no adversarial, GGCL or cycle phase yet)")
+    else:
+        method = ("GGCL StarGAN (Choi et al., MICCAI 2023)" if cfg.get("reg") == "ggcl"
+                  else f"StarGAN, regulariser {cfg.get('reg')}")
+        if warmup:
+            method += f", after {warmup} paired-L1 generator warm-up iterations (extension)"
+        elif cfg.get("paired"):
+            method += ", with the paired L1 extension"
     provenance = {
-        "method": "GGCL StarGAN (Choi et al., MICCAI 2023)" if cfg.get("reg") == "ggcl"
-        else f"StarGAN, regulariser {cfg.get('reg')}",
+        "method": method,
         "iterations": state["iteration"], "wall_seconds": round(state["wall_seconds"], 1),
         "world_size": state.get("world_size", 1), "checkpoint": ckpt.name,
         "trained_with": f"kernelconv {state.get('kernelconv')}",
