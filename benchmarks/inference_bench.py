@@ -109,6 +109,10 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="", help="CUDA: comma list for a batch sweep")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--int8", action="store_true")
+    ap.add_argument("--int8-variants", default="first,last:minmax",
+                    help="';'-separated KEEP:CALIBRATION variants; KEEP is a comma list of "
+                    "first, second, third, last, decoder (convolutions left fp32); "
+                    "CALIBRATION minmax|percentile|entropy")
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--calib-slices", type=int, default=4, help="simulated slices per kernel")
     args = ap.parse_args()
@@ -167,19 +171,23 @@ def main() -> None:
             labels = np.concatenate([one_hot(domains.index(d), len(domains), len(v))
                                      for d in calib for v in [calib[d]]])
             labels = np.roll(labels, 1, axis=0)  # mixed targets across the calibration set
-            q = quantize_int8(onnx_file_for(model), work / "int8.onnx", images, labels)
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
-            sess = ort.InferenceSession(str(q), opts, providers=["CPUExecutionProvider"])
+            for variant in args.int8_variants.split(";"):
+                keep, _, method = variant.partition(":")
+                q = quantize_int8(onnx_file_for(model), work / "int8.onnx", images, labels,
+                                  keep.split(",") if keep else [], method or "minmax")
+                sess = ort.InferenceSession(str(q), opts, providers=["CPUExecutionProvider"])
 
-            def int8(h: np.ndarray) -> np.ndarray:
-                arr, (r, c) = network_input(h, HU_MIN, HU_MAX, 4)
-                out = sess.run(None, {"image": arr,
-                                      "target": one_hot(target, len(domains), len(h))})[0]
-                return unit_to_hu(out[:, 0, r, c])
+                def int8(h: np.ndarray, sess: ort.InferenceSession = sess) -> np.ndarray:
+                    arr, (r, c) = network_input(h, HU_MIN, HU_MAX, 4)
+                    out = sess.run(None, {"image": arr,
+                                          "target": one_hot(target, len(domains), len(h))})[0]
+                    return unit_to_hu(out[:, 0, r, c])
 
-            t, y = timed(int8, hu, args.batch_size)
-            rows.append(("onnx int8 (first/last conv fp32)", args.batch_size, t, y))
+                t, y = timed(int8, hu, args.batch_size)
+                rows.append((f"onnx int8 fp32:{keep} {method or 'minmax'}", args.batch_size,
+                             t, y))
     except ImportError:
         print("onnx paths skipped: pip install 'kernelconv[onnx]'")
     if args.bf16 and dev.type == "cpu":
@@ -187,14 +195,14 @@ def main() -> None:
         rows.append(("torch bf16 trunk, fp32 head", args.batch_size, t, y))
 
     best_fp32 = min(r[2] for r in rows[1:] if r[0].startswith(("torch fp32", "onnx fp32")))
-    print(f"\n{'path':36s} {'batch':>5s} {'s/slice':>8s} {'slices/s':>9s} {'vs loop':>8s} "
+    print(f"\n{'path':44s} {'batch':>5s} {'s/slice':>8s} {'slices/s':>9s} {'vs loop':>8s} "
           f"{'vs best fp32':>12s} {'GFLOP/s':>8s} {'% peak':>6s}  accuracy vs torch fp32")
     for name, batch, sec, y in rows:
         d = np.abs(y.astype(np.float64) - ref[: len(y)])
         acc = (f"mean |dHU| {d.mean():.3f}, max {d.max():.1f}" if trained else "n/a (random)")
         if "authors" in name:
             acc = "reference"
-        print(f"{name:36s} {batch:5d} {sec:8.3f} {1 / sec:9.3f} {s_loop / sec:7.2f}x "
+        print(f"{name:44s} {batch:5d} {sec:8.3f} {1 / sec:9.3f} {s_loop / sec:7.2f}x "
               f"{best_fp32 / sec:11.2f}x {flops / sec / 1e9:8.1f} {flops / sec / 1e9 / peak:6.0%}"
               f"  {acc}")
 
