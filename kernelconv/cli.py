@@ -228,17 +228,17 @@ def models() -> None:
 
     entries = list_models()
     table = Table(title="kernelconv models")
-    for col in ("", "name", "origin", "kernels (label order)", "generator", "id / problem"):
-        table.add_column(col, overflow="fold")
+    for col in ("", "name", "origin", "kernels (labels)", "conv/res", "id hash / problem"):
+        table.add_column(col, overflow="fold", no_wrap=col.startswith("kernels"))
     for e in entries:
         name = e.path.name.removesuffix(".safetensors")
         if e.info is None:
             table.add_row("", name, e.origin, "", "", f"[red]{e.error}[/]")
         else:
             a = e.info.arch_args
-            arch = f"conv_dim {a.get('conv_dim')}, n_res {a.get('n_res')}, n_down {a.get('n_down')}"
-            table.add_row("*" if e.default else "", name, e.origin, ", ".join(e.info.domains),
-                          arch, e.info.model_id)
+            arch = f"{a.get('conv_dim')}/{a.get('n_res')}"  # conv_dim / residual blocks
+            table.add_row("*" if e.default else "", name, e.origin, ",".join(e.info.domains),
+                          arch, "@" + e.info.weights_sha256[:12])
     out.print(table)
     out.print(f"user models: {user_models_dir()}")
     out.print(f"bundled models: {bundled_models_dir() or 'none'}")

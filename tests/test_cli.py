@@ -36,7 +36,10 @@ def test_models_lists_user_models_and_default(tmp_path: Path, capsys, monkeypatc
     monkeypatch.delenv("KERNELCONV_DEFAULT_MODEL", raising=False)
     code, out, _ = run_cli(["models"], capsys)
     assert code == 0
-    assert "alpha@" in out and "B30f, B50f, B70f" in out
+    from kernelconv.modelfile import read_info
+
+    digest = read_info(tmp_path / "alpha.safetensors").weights_sha256[:12]
+    assert "alpha" in out and f"@{digest}" in out and "B30f,B50f,B70f" in out
     assert "broken" in out and "too short" in out
     from kernelconv.modelfile import default_model_name, resolve_model
 

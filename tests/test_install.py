@@ -50,7 +50,7 @@ def test_plain_pip_install_finds_bundled_models_and_examples(tmp_path: Path) -> 
            str(tmp_path / "user-models")}
     listing = subprocess.run([exe, "models"], capture_output=True, text=True, env=env,
                              cwd=tmp_path)
-    assert listing.returncode == 0 and f"{default}@" in listing.stdout
+    assert listing.returncode == 0 and default in listing.stdout
     run = subprocess.run([exe, "convert", examples, tmp_path / "out", "--to", "B30f"],
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
@@ -62,4 +62,4 @@ def test_plain_pip_install_finds_bundled_models_and_examples(tmp_path: Path) -> 
     (Path(models) / "DEFAULT").write_text("bundled-tiny\n")
     listing = subprocess.run([exe, "models"], capture_output=True, text=True, env=env,
                              cwd=tmp_path)
-    assert listing.returncode == 0 and "bundled-tiny@" in listing.stdout
+    assert listing.returncode == 0 and "bundled-tiny" in listing.stdout
