@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -52,25 +54,23 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    def step(with_g: bool) -> tuple[float, float]:
+    def update(opt: torch.optim.Optimizer, phase: Callable[[], tuple[torch.Tensor, Any]]) -> None:
         ctx = torch.autocast("cuda", dtype=dtype) if dtype else torch.autocast("cpu",
                                                                                enabled=False)
+        with ctx:
+            phase_loss, _ = phase()
+        opt.zero_grad()
+        phase_loss.backward()
+        opt.step()
+        sync()
+
+    def step(with_g: bool) -> tuple[float, float]:
         sync()
         t0 = time.perf_counter()
-        with ctx:
-            d_loss, _ = loss.d_step(x, c, t)
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        sync()
+        update(opt_d, lambda: loss.d_step(x, c, t))
         t1 = time.perf_counter()
         if with_g:
-            with ctx:
-                g_loss, _ = loss.g_step(x, c, t)
-            opt_g.zero_grad()
-            g_loss.backward()
-            opt_g.step()
-            sync()
+            update(opt_g, lambda: loss.g_step(x, c, t))
         return t1 - t0, time.perf_counter() - t1
 
     step(True)  # warm-up

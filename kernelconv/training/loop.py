@@ -215,6 +215,14 @@ def train(
     def autocast() -> Any:
         return torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
 
+    def update(opt: torch.optim.Optimizer, module: torch.nn.Module,
+               phase_loss: torch.Tensor) -> None:
+        """One optimiser step of one network: backward, all-reduce across ranks, step."""
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(phase_loss).backward()
+        _average_gradients(module, world)
+        scaler.step(opt)
+
     t0 = time.perf_counter()
     last = None
     done = start
@@ -231,31 +239,20 @@ def train(
             c_trg = c_org[torch.randperm(len(c_org), device="cpu").to(dev)]
         else:
             c_trg = torch.randint(0, len(cfg.domains), c_org.shape, device="cpu").to(dev)
-        warmup = it < cfg.g_warmup_iters and tgt_imgs is not None
-        if warmup:
-            assert tgt_imgs is not None
+        real_t = torch.from_numpy(tgt_imgs).to(dev) if tgt_imgs is not None else None
+        if it < cfg.g_warmup_iters and real_t is not None:
             with autocast():
-                w_loss, stats = loss.warmup_step(x, c_trg, torch.from_numpy(tgt_imgs).to(dev))
-            opt_g.zero_grad(set_to_none=True)
-            scaler.scale(w_loss).backward()
-            _average_gradients(gen, world)
-            scaler.step(opt_g)
+                w_loss, stats = loss.warmup_step(x, c_trg, real_t)
+            update(opt_g, gen, w_loss)
         else:
             with autocast():
                 d_loss, stats = loss.d_step(x, c_org, c_trg)
-            opt_d.zero_grad(set_to_none=True)
-            scaler.scale(d_loss).backward()
-            _average_gradients(disc, world)
-            scaler.step(opt_d)
-        if not warmup and (it + 1) % cfg.n_critic == 0:
-            real_t = torch.from_numpy(tgt_imgs).to(dev) if tgt_imgs is not None else None
-            with autocast():
-                g_loss, g_stats = loss.g_step(x, c_org, c_trg, real_t)
-            opt_g.zero_grad(set_to_none=True)
-            scaler.scale(g_loss).backward()
-            _average_gradients(gen, world)
-            scaler.step(opt_g)
-            stats.update(g_stats)
+            update(opt_d, disc, d_loss)
+            if (it + 1) % cfg.n_critic == 0:
+                with autocast():
+                    g_loss, g_stats = loss.g_step(x, c_org, c_trg, real_t)
+                update(opt_g, gen, g_loss)
+                stats.update(g_stats)
         scaler.update()
         done = it + 1
         if writer is not None and (done % cfg.log_every == 0 or done == cfg.iters):
