@@ -696,12 +696,13 @@ def _engine_factory(method: str, model: str | None, device: str, precision: str,
             raise UsageError(f"{path}: an ONNX model runs with --backend onnx, not torch")
         from kernelconv.engines.onnx_engine import OnnxEngine, onnx_file_for, read_onnx_info
 
-        if path.suffix != ".onnx":
+        if path.suffix == ".onnx":
+            info = read_onnx_info(path)
+        else:
             info = read_info(path)
             err.print(f"ONNX graph of {info.model_id}: exporting once if not cached...")
         onnx_path = onnx_file_for(path)  # export errors surface before any series is read
-        domains = tuple(read_onnx_info(onnx_path).domains)
-        return (lambda: OnnxEngine(path, device, precision)), domains
+        return (lambda: OnnxEngine(onnx_path, device, precision)), tuple(info.domains)
     from kernelconv.engines.torch_engine import TorchEngine
 
     return (lambda: TorchEngine(path, device, precision)), tuple(read_info(path).domains)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kernelconv.modelfile import ModelInfo
 
 
 class Engine(Protocol):
@@ -27,15 +30,6 @@ class Engine(Protocol):
         filter) need it, the network ignores it (it was trained at one pixel size).
         """
         ...
-
-
-def domain_sharpness(domains: tuple[str, ...],
-                     declared: dict[str, float]) -> dict[str, float]:
-    """Sharpness rank per domain: the model's declared value, else the built-in table's, else
-    the label order."""
-    from kernelconv.kernels import BUILTIN_SHARPNESS
-
-    return {d: declared.get(d, BUILTIN_SHARPNESS.get(d, float(i))) for i, d in enumerate(domains)}
 
 
 def pad_amounts(size: int, multiple: int) -> tuple[int, int]:
@@ -72,3 +66,41 @@ def one_hot(index: int, count: int, batch: int) -> np.ndarray:
     labels = np.zeros((batch, count), dtype=np.float32)
     labels[:, index] = 1.0
     return labels
+
+
+class GeneratorEngine:
+    """What the backends running the GGCL generator share: identity (domains, sharpness,
+    method id) from the model's metadata, and ``convert`` around the backend's forward pass
+    (the paper's HU normalisation, padding to the network's multiple, crop back, HU)."""
+
+    def __init__(self, info: ModelInfo, multiple: int, backend: str = "") -> None:
+        from kernelconv.kernels import BUILTIN_SHARPNESS
+
+        self.info = info
+        self.multiple = multiple
+        self.domains = tuple(info.domains)
+        self.domain_sharpness = {
+            d: info.domain_sharpness.get(d, BUILTIN_SHARPNESS.get(d, float(i)))
+            for i, d in enumerate(self.domains)
+        }
+        # another backend's results differ by a fraction of an HU: its derived UIDs must too
+        self.method_id = f"{info.model_id}+{backend}" if backend else info.model_id
+        self.description = f"GGCL StarGAN generator, model {info.model_id}" + (
+            " (ONNX Runtime)" if backend == "onnx" else "")
+
+    def forward(self, unit: np.ndarray, target: int) -> np.ndarray:
+        """(B, 1, H, W) network input -> (B, 1, H, W) output in [-1, 1], as numpy."""
+        raise NotImplementedError
+
+    def convert(self, hu: np.ndarray, source: str, target: str,
+                pixel_mm: float = 0.68359375) -> np.ndarray:
+        """Convert (B, H, W) HU; any H and W (reflect-padded to the network's multiple)."""
+        from kernelconv.errors import KernelconvError
+        from kernelconv.hu import unit_to_hu
+
+        if target not in self.domains:
+            raise KernelconvError(f"target kernel {target} is not one of {self.domains}")
+        lo, hi = self.info.hu_range
+        unit, (rows, cols) = network_input(hu, lo, hi, self.multiple)
+        out = self.forward(unit, self.domains.index(target))
+        return unit_to_hu(out[:, 0, rows, cols], lo, hi)

@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 
 from kernelconv import __version__
-from kernelconv.engines import domain_sharpness, network_input, one_hot
-from kernelconv.errors import KernelconvError, ModelError, UsageError
-from kernelconv.hu import unit_to_hu
+from kernelconv.engines import GeneratorEngine, one_hot
+from kernelconv.errors import ModelError, UsageError
 from kernelconv.modelfile import ModelInfo, info_from_metadata, load_model, read_info
 
 OPSET = 18
@@ -150,12 +149,7 @@ def onnx_file_for(model_path: Path) -> Path:
     return cached
 
 
-def available_providers() -> list[str]:
-    ort = _require("onnxruntime")
-    return list(ort.get_available_providers())
-
-
-class OnnxEngine:
+class OnnxEngine(GeneratorEngine):
     """Runs a kernelconv model through ONNX Runtime (CUDA execution provider when asked for or,
     with ``auto``, when onnxruntime-gpu sees a GPU; otherwise the CPU provider)."""
 
@@ -165,9 +159,9 @@ class OnnxEngine:
             raise UsageError(f"--backend onnx runs fp32 only, not --precision {precision} "
                              "(docs/performance.md says why)")
         path = onnx_file_for(model_path)
-        self.info = read_onnx_info(path)
+        info = read_onnx_info(path)
         if model_path.suffix != ONNX_SUFFIX and \
-                self.info.weights_sha256 != read_info(model_path).weights_sha256:
+                info.weights_sha256 != read_info(model_path).weights_sha256:
             raise ModelError(f"{path}: exported from other weights than {model_path}")
         have = ort.get_available_providers()
         spec = device.strip().lower()
@@ -190,20 +184,9 @@ class OnnxEngine:
             raise ModelError(f"{path}: ONNX Runtime cannot load it ({first})") from None
         self.providers = self.session.get_providers()
         self.path = path
-        self.multiple = 1 << int(self.info.arch_args.get("n_down", 2))
-        self.domains = tuple(self.info.domains)
-        self.domain_sharpness = domain_sharpness(self.domains, self.info.domain_sharpness)
-        # results differ from torch's by up to ~0.1 HU: derived UIDs must differ too
-        self.method_id = f"{self.info.model_id}+onnx"
-        self.description = f"GGCL StarGAN generator, model {self.info.model_id} (ONNX Runtime)"
+        super().__init__(info, 1 << int(info.arch_args.get("n_down", 2)), backend="onnx")
 
-    def convert(self, hu: np.ndarray, source: str, target: str,
-                pixel_mm: float = 0.68359375) -> np.ndarray:
-        """Convert (B, H, W) HU; any H and W (reflect-padded to the network's multiple)."""
-        if target not in self.domains:
-            raise KernelconvError(f"target kernel {target} is not one of {self.domains}")
-        lo, hi = self.info.hu_range
-        unit, (rows, cols) = network_input(hu, lo, hi, self.multiple)
-        labels = one_hot(self.domains.index(target), len(self.domains), len(hu))
-        out = self.session.run(["converted"], {"image": unit, "target": labels})[0]
-        return unit_to_hu(out[:, 0, rows, cols], lo, hi)
+    def forward(self, unit: np.ndarray, target: int) -> np.ndarray:
+        labels = one_hot(target, len(self.domains), len(unit))
+        out: np.ndarray = self.session.run(["converted"], {"image": unit, "target": labels})[0]
+        return out

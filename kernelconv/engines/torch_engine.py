@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernelconv.engines import domain_sharpness, network_input
-from kernelconv.errors import KernelconvError, ModelError, UsageError
-from kernelconv.hu import unit_to_hu
-from kernelconv.modelfile import ModelInfo, load_model
+from kernelconv.engines import GeneratorEngine
+from kernelconv.errors import ModelError, UsageError
+from kernelconv.modelfile import load_model
 from kernelconv.nets.generator import Generator, GeneratorConfig
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -63,12 +62,11 @@ def run_generator(net: Generator, x: torch.Tensor, labels: torch.Tensor,
     return out
 
 
-class TorchEngine:
+class TorchEngine(GeneratorEngine):
     """Runs a kernelconv model file's generator."""
 
     def __init__(self, model_path: Path, device: str = "auto", precision: str = "fp32") -> None:
         info, state = load_model(model_path)
-        self.info: ModelInfo = info
         try:
             self.config = GeneratorConfig.from_dict(info.arch_args)
             net = Generator(self.config)
@@ -90,26 +88,16 @@ class TorchEngine:
         # slices per forward pass: the whole batch on a GPU; one on the CPU, where batch 1 in
         # NCHW beat batch 2-4 in channels_last by 10-20% (measured, docs/performance.md)
         self.chunk = 1 << 30 if on_gpu else 1
-        self.domains = tuple(info.domains)
-        self.domain_sharpness = domain_sharpness(self.domains, info.domain_sharpness)
-        self.method_id = info.model_id
-        self.description = f"GGCL StarGAN generator, model {info.model_id}"
+        super().__init__(info, self.config.size_multiple)
 
-    def convert(self, hu: np.ndarray, source: str, target: str,
-                pixel_mm: float = 0.68359375) -> np.ndarray:
-        """Convert (B, H, W) HU; any H and W (reflect-padded to the network's multiple)."""
-        if target not in self.domains:
-            raise KernelconvError(f"target kernel {target} is not one of {self.domains}")
-        lo, hi = self.info.hu_range
-        arr, (rows, cols) = network_input(hu, lo, hi, self.config.size_multiple)
-        unit = torch.from_numpy(arr)
-        labels = torch.full((len(hu),), self.domains.index(target), dtype=torch.long)
+    def forward(self, unit: np.ndarray, target: int) -> np.ndarray:
+        x = torch.from_numpy(unit)
         pin = self.device.type == "cuda"
-        x = (unit.pin_memory() if pin else unit).to(self.device, non_blocking=pin)
+        x = (x.pin_memory() if pin else x).to(self.device, non_blocking=pin)
         x = x.contiguous(memory_format=self.memory_format)
-        labels = labels.to(self.device)
+        labels = torch.full((len(x),), target, dtype=torch.long, device=self.device)
         with torch.inference_mode():
             y = torch.cat([run_generator(self.net, x[i:i + self.chunk],
                                          labels[i:i + self.chunk], self.precision)
                            for i in range(0, len(x), self.chunk)])
-        return unit_to_hu(y[:, 0, rows, cols].cpu().numpy(), lo, hi)
+        return y.cpu().numpy()
