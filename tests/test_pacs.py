@@ -52,6 +52,18 @@ class Listener:
             time.sleep(0.3)
         raise AssertionError(f"listener did not start: {Path(self.log.name).read_text()}")
 
+    def events(self, name: str) -> list[dict]:
+        """The listener's JSON log records of one event (a half-written last line is skipped)."""
+        found = []
+        for line in Path(self.log.name).read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == name:
+                found.append(record)
+        return found
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -102,7 +114,9 @@ def test_storescu_series_uncompressed_and_compressed_are_converted(
     jpeg = make_series(dicom_file("bad_sequence.dcm"), tmp_path / "b", 2, seed=2)
     assert send(lst.port, plain) == 0
     assert send(lst.port, jpeg, "SENDER", "-xs") == 0  # propose the file's JPEG syntax
-    assert wait_for(lambda: len(derived(tmp_path / "out")) == 5)
+    # the event is logged after the series left the spool and its status was written
+    assert wait_for(lambda: len(lst.events("series-converted")) == 2)
+    assert len(derived(tmp_path / "out")) == 5
     for ds in derived(tmp_path / "out"):
         assert ds.ConvolutionKernel == "B30f" and ds.ImageType[0] == "DERIVED"
     status = json.loads((tmp_path / "spool" / "status.json").read_text())
@@ -128,14 +142,17 @@ def test_forward_to_storescp_and_echo(tmp_path: Path, listener_factory, capsys) 
         code, out, _ = run_cli(["echo", f"KERNELCONV@{HOST}:{lst.port}"], capsys)
         assert code == 0 and "success" in out
         assert send(lst.port, sorted(ct5n_dir().iterdir())) == 0
-        assert wait_for(lambda: len(list((tmp_path / "pacs").iterdir())) == 5)
+        # logged once every C-STORE was answered, so storescp has written every file
+        assert wait_for(lambda: len(lst.events("series-converted")) == 1)
+        assert len(list((tmp_path / "pacs").iterdir())) == 5
         kernels = {pydicom.dcmread(p).ConvolutionKernel for p in (tmp_path / "pacs").iterdir()}
         assert kernels == {"B30f"}
         # the MR series cannot be converted: forwarded unchanged by policy
         assert send(lst.port, [dicom_file("MR_small.dcm")]) == 0
-        assert wait_for(lambda: len(list((tmp_path / "pacs").iterdir())) == 6)
+        assert wait_for(lambda: len(lst.events("series-not-converted")) == 1)
+        assert lst.events("series-not-converted")[0]["action"] == "forwarded-original"
+        assert len(list((tmp_path / "pacs").iterdir())) == 6
         log = Path(lst.log.name).read_text()
-        assert "series-not-converted" in log and "forwarded-original" in log
         assert "Peter" not in log and "98890234" not in log  # no patient name or ID
     finally:
         pacs.terminate()
@@ -253,7 +270,7 @@ def test_orthanc_as_destination_and_as_sender(tmp_path: Path, listener_factory) 
     port = free_port()
     orthanc = Orthanc(tmp_path, port)
     try:
-        listener_factory("--forward", f"ORTHANC@{HOST}:{orthanc.dicom_port}",
+        lst = listener_factory("--forward", f"ORTHANC@{HOST}:{orthanc.dicom_port}",
                          "--out", str(tmp_path / "out"), "--stable-seconds", "3", port=port)
         # Orthanc as the sender: upload a plain and a JPEG Lossless series by REST, then push
         # them to kernelconv (Orthanc may split this over associations and transfer syntaxes)
@@ -277,6 +294,8 @@ def test_orthanc_as_destination_and_as_sender(tmp_path: Path, listener_factory) 
             return found
 
         assert wait_for(lambda: sorted(len(s["Instances"]) for s in converted()) == [2, 3], 90)
+        # the copy into --out follows the forward; the event is logged after both
+        assert wait_for(lambda: len(lst.events("series-converted")) == 2)
         assert len(derived(tmp_path / "out")) == 5
     finally:
         orthanc.stop()
