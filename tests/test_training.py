@@ -200,6 +200,19 @@ def test_generator_warmup_trains_only_the_generator(sim: Path, tmp_path: Path, c
     assert code == 2 and "g_warmup_iters needs paired data" in err
 
 
+def test_batch_of_one_with_shuffled_targets_is_refused(sim: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path, batch_size=1)  # unpaired, shuffle: the target would be the source
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "2"], capsys)
+    assert code == 2 and "never asks for another kernel" in err
+    assert not (tmp_path / "run").exists()
+    ok = _config(tmp_path, batch_size=1, target_sampling="random", ckpt_every=2)
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", ok,
+                            "--iters", "2"], capsys)
+    assert code == 0, err
+
+
 @pytest.mark.slow
 def test_distributed_training_with_two_cpu_processes(sim: Path, tmp_path: Path) -> None:
     cfg = _config(tmp_path)

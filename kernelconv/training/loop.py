@@ -94,6 +94,10 @@ class TrainConfig:
             raise UsageError(f"{origin}: g_warmup_iters needs paired data (paired: true)")
         if cfg.target_sampling not in ("shuffle", "random"):
             raise UsageError(f"{origin}: target_sampling must be shuffle or random")
+        if cfg.target_sampling == "shuffle" and cfg.batch_size == 1 and not cfg.paired:
+            # a shuffle of one label is that label: G would only ever learn identity mappings
+            raise UsageError(f"{origin}: batch size 1 with target_sampling shuffle never asks "
+                             "for another kernel; use target_sampling random (or batch >= 2)")
         multiple = 1 << cfg.d_layers
         if cfg.crop is not None and cfg.crop % multiple:
             raise UsageError(f"{origin}: crop must be a multiple of {multiple}")
