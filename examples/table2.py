@@ -1,11 +1,12 @@
 """Reproduce a Table-2-style comparison on held-out simulated patients.
 
 For all six directions between B30f, B50f and B70f: identity (no conversion), the classical
-MTF-ratio filter, and, with --model, a trained kernelconv model, evaluated against the true
-target-kernel series of the same simulated raw data.
+MTF-ratio filter, and, with --model (repeatable), trained kernelconv models, evaluated against
+the true target-kernel series of the same simulated raw data.
 
     python examples/table2.py --out /tmp/kc-table2
     python examples/table2.py --out /tmp/kc-table2 --model models/NAME.safetensors
+    python examples/table2.py --out /tmp/kc-ablation --model A.safetensors --model B.safetensors
 
 Writes OUT/table2.md (and table2.json); the simulation and conversions stay under OUT.
 """
@@ -47,7 +48,8 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=2)
     ap.add_argument("--slices", type=int, default=8)
     ap.add_argument("--seed", type=int, default=9001, help="held-out seed (training uses others)")
-    ap.add_argument("--model", type=Path, help="a kernelconv model file to evaluate as well")
+    ap.add_argument("--model", type=Path, action="append", default=[],
+                    help="a kernelconv model file to evaluate as well (repeatable)")
     args = ap.parse_args()
 
     sim = args.out / "sim"
@@ -69,7 +71,8 @@ def main() -> None:
     if args.model:
         from kernelconv.engines.torch_engine import TorchEngine
 
-        engines["model " + args.model.stem] = lambda: TorchEngine(args.model, "auto")
+        for model in args.model:
+            engines["model " + model.stem] = lambda m=model: TorchEngine(m, "auto")
     for label, factory in engines.items():
         engine = factory()
         conv = args.out / label.replace(" ", "-")

@@ -91,16 +91,23 @@ def test_unconverted_series_needs_target(sim: Path, tmp_path: Path, capsys) -> N
 
 @pytest.mark.slow
 def test_table2_example_runs(tmp_path: Path) -> None:
+    import shutil
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parent.parent / "examples" / "table2.py"
-    proc = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--patients",
-                           "1", "--slices", "2", "--seed", "4"], capture_output=True, text=True,
-                          timeout=600)
+    root = Path(__file__).resolve().parent.parent
+    default = root / "models" / ((root / "models" / "DEFAULT").read_text().strip() + ".safetensors")
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(default, copy)
+    proc = subprocess.run([sys.executable, str(root / "examples" / "table2.py"), "--out",
+                           str(tmp_path / "t2"), "--patients", "1", "--slices", "2", "--seed",
+                           "4", "--model", str(default), "--model", str(copy)],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    data = json.loads((tmp_path / "table2.json").read_text())
-    assert set(data) == {"identity", "MTF-ratio filter"}
+    data = json.loads((tmp_path / "t2" / "table2.json").read_text())
+    assert set(data) == {"identity", "MTF-ratio filter", f"model {default.stem}", "model copy"}
+    assert [d["psnr_db"] for d in data[f"model {default.stem}"]] == \
+        [d["psnr_db"] for d in data["model copy"]]  # every --model is evaluated, in its own row
     for method in data.values():
         assert len(method) == 6
     by = {d["direction"]: d for d in data["MTF-ratio filter"]}
