@@ -158,6 +158,7 @@ def test_resume_continues_the_same_run(sim: Path, tmp_path: Path, capsys) -> Non
     for key in ("G", "D"):
         for name, value in a[key].items():
             torch.testing.assert_close(value, b[key][name], rtol=1e-5, atol=1e-6, msg=name)
+    assert [p["start"] for p in b["phases"]] == [0]  # more iterations is not a new phase
 
 
 def test_max_minutes_stops_with_a_checkpoint_and_resume_finishes(sim: Path, tmp_path: Path,
@@ -198,6 +199,34 @@ def test_generator_warmup_trains_only_the_generator(sim: Path, tmp_path: Path, c
     code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "bad", "--config", bad,
                             "--iters", "3"], capsys)
     assert code == 2 and "g_warmup_iters needs paired data" in err
+
+
+def test_resumed_with_other_settings_the_export_says_what_was_trained(
+        sim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Warm-up, then the adversarial recipe unpaired with GGDR: both phases in the provenance."""
+    warm = _config(tmp_path, paired=True, g_warmup_iters=3, ckpt_every=3)
+    assert run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", warm,
+                    "--iters", "3"], capsys)[0] == 0
+    (tmp_path / "adv").mkdir()
+    adv = tmp_path / "adv" / "tiny.json"
+    adv.write_text(json.dumps({**TINY, "ckpt_every": 50}))
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", adv,
+                            "--iters", "5", "--reg", "ggdr", "--resume"], capsys)
+    assert code == 0, err
+    state = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000005.pt", weights_only=False)
+    assert [p["start"] for p in state["phases"]] == [0, 3]
+    assert state["phases"][1]["config"]["reg"] == "ggdr"
+    assert state["opt_d"]["state"]  # the discriminator stepped in the second phase
+    assert run_cli(["export", tmp_path / "run", "--name", "two", "--models-dir",
+                    tmp_path / "models"], capsys)[0] == 0
+    from kernelconv.modelfile import read_info
+
+    prov = read_info(tmp_path / "models" / "two.safetensors").provenance
+    assert prov["method"] == ("StarGAN, regulariser ggdr, 2 adversarial iterations, after 3 "
+                              "paired-L1 generator warm-up iterations (extension)")
+    assert prov["phases"][0].startswith("iterations 0-3: 3 generator-only paired L1 warm-up")
+    assert prov["phases"][1].startswith("iterations 3-5: 2 iterations of StarGAN, regulariser "
+                                        "ggdr, unpaired; 128 x 128 crops")
 
 
 def test_batch_of_one_with_shuffled_targets_is_refused(sim: Path, tmp_path: Path,

@@ -12,7 +12,7 @@ from kernelconv.errors import InputError
 from kernelconv.kernels import BUILTIN_SHARPNESS
 from kernelconv.modelfile import SUFFIX, ModelInfo, save_model, user_models_dir
 from kernelconv.sim.kernels import load_kernel_table
-from kernelconv.training.loop import latest_checkpoint
+from kernelconv.training.loop import latest_checkpoint, training_phases
 
 
 def export_model(source: Path, name: str, models_dir: Path | None = None,
@@ -33,24 +33,14 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     sharp = {d: float(sim[d].sharpness) if d in sim else BUILTIN_SHARPNESS.get(d, float(i))
              for i, d in enumerate(domains)}
     cfg = state["config"]
-    warmup = int(cfg.get("g_warmup_iters") or 0) if cfg.get("paired") else 0
-    if warmup >= int(state["iteration"]):
-        method = ("the paper's generator trained with the paired L1 extension only (generator "
-                  "warm-up; no adversarial, GGCL or cycle phase yet)")
-    else:
-        method = ("GGCL StarGAN (Choi et al., MICCAI 2023)" if cfg.get("reg") == "ggcl"
-                  else f"StarGAN, regulariser {cfg.get('reg')}")
-        if warmup:
-            method += f", after {warmup} paired-L1 generator warm-up iterations (extension)"
-        elif cfg.get("paired"):
-            method += ", with the paired L1 extension"
+    method, phases = describe_training(training_phases(state), int(state["iteration"]))
     provenance = {
         "method": method,
         "iterations": state["iteration"], "wall_seconds": round(state["wall_seconds"], 1),
         "world_size": state.get("world_size", 1), "checkpoint": ckpt.name,
         "trained_with": f"kernelconv {state.get('kernelconv')}",
         "exported_with": f"kernelconv {__version__}", "weights_dtype": "fp16" if half else "fp32",
-        "config": cfg, "training_series": len(state.get("data", [])),
+        "phases": phases, "config": cfg, "training_series": len(state.get("data", [])),
         **(extra_provenance or {}),
     }
     info = ModelInfo(name=name, domains=domains, arch_args=dict(state["g_config"]),
@@ -58,3 +48,54 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     out = (models_dir or user_models_dir()) / f"{name}{SUFFIX}"
     save_model(out, info, weights)
     return out
+
+
+def _reg_name(reg: str) -> str:
+    return "GGCL StarGAN (Choi et al., MICCAI 2023)" if reg == "ggcl" else \
+        f"StarGAN, regulariser {reg}"
+
+
+def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list[str]]:
+    """What a run really trained, from its phases: (one-line method, one line per phase).
+
+    Warm-up iterations (``g_warmup_iters``, paired only) train the generator on L1 alone; the
+    others run the adversarial recipe with the phase's regulariser.
+    """
+    lines: list[str] = []
+    warm_total = adv_total = 0
+    adv_regs: list[str] = []
+    adv_paired = False
+    for i, phase in enumerate(phases):
+        cfg, first = phase["config"], int(phase["start"])
+        last = int(phases[i + 1]["start"]) if i + 1 < len(phases) else end
+        if last <= first:
+            continue
+        warm_until = int(cfg.get("g_warmup_iters") or 0) if cfg.get("paired") else 0
+        warm = max(0, min(last, warm_until) - first)
+        adv = last - first - warm
+        warm_total, adv_total = warm_total + warm, adv_total + adv
+        what = []
+        if warm:
+            what.append(f"{warm} generator-only paired L1 warm-up iterations (extension)")
+        if adv:
+            adv_regs.append(str(cfg.get("reg")))
+            adv_paired = adv_paired or bool(cfg.get("paired"))
+            what.append(f"{adv} iterations of {_reg_name(str(cfg.get('reg')))}"
+                        + (" with the paired L1 extension" if cfg.get("paired") else ", unpaired"))
+        crop = cfg.get("crop")
+        lines.append(f"iterations {first}-{last}: " + " and ".join(what) + "; "
+                     + (f"{crop} x {crop} crops" if crop else "full slices")
+                     + f", batch {cfg.get('batch_size')}, lr G {cfg.get('lr_g')} "
+                     f"D {cfg.get('lr_d')}")
+    if not adv_total:
+        return ("the paper's generator trained with the paired L1 extension only (generator "
+                "warm-up; no adversarial, GGCL or cycle phase yet)", lines)
+    method = _reg_name(adv_regs[-1])
+    if len(set(adv_regs)) > 1:
+        method += f" (regulariser changed during training: {', '.join(adv_regs)})"
+    if adv_paired:
+        method += ", with the paired L1 extension"
+    method += f", {adv_total} adversarial iterations"
+    if warm_total:
+        method += f", after {warm_total} paired-L1 generator warm-up iterations (extension)"
+    return method, lines

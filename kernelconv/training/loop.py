@@ -125,6 +125,27 @@ def _lr_factor(cfg: TrainConfig, it: int) -> float:
     return max(0.0, 1.0 - (it - start) / (cfg.iters - start))
 
 
+# settings that do not change what the networks are trained with (a run extended with more
+# iterations, or checkpointed more often, is still one phase)
+_BOOKKEEPING = ("iters", "ckpt_every", "val_every", "val_slices", "keep_ckpts", "log_every",
+                "compile")
+
+
+def training_phases(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's history from a checkpoint: [{"start": iteration, "config": {...}}, ...].
+
+    A run resumed with other settings (for example a warm-up, then the adversarial recipe) has
+    one phase per settings change. Checkpoints written before phases were recorded hold only
+    their last config, which is then taken as the whole history.
+    """
+    return list(state.get("phases") or [{"start": 0, "config": state["config"]}])
+
+
+def _same_training(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return {k: v for k, v in a.items() if k not in _BOOKKEEPING} == \
+        {k: v for k, v in b.items() if k not in _BOOKKEEPING}
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
     return ckpts[-1] if ckpts else None
@@ -186,6 +207,7 @@ def train(
     opt_d = torch.optim.Adam(disc.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     sampler = SliceSampler(cache, index, cfg.crop, seed=cfg.seed * 1000 + rank)
     start, wall = 0, 0.0
+    phases: list[dict[str, Any]] = []
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume and ckpt is None and rank == 0:
         print(f"kernelconv: no checkpoint in {run_dir}; starting a new run")
@@ -196,9 +218,12 @@ def train(
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         start, wall = int(state["iteration"]), float(state["wall_seconds"])
+        phases = training_phases(state)
         if len(state["rng"]["torch"]) == world:  # same world size: continue the same streams
             torch.set_rng_state(state["rng"]["torch"][rank])
             sampler.rng.bit_generator.state = state["rng"]["sampler"][rank]
+    if not phases or not _same_training(phases[-1]["config"], asdict(cfg)):
+        phases.append({"start": start, "config": asdict(cfg)})
     loss = StarGanLoss(gen, disc, LossWeights(cfg.lambda_cls, cfg.lambda_cyc, cfg.lambda_gp,
                                               cfg.lambda_reg,
                                               cfg.lambda_paired if cfg.paired else 0.0),
@@ -279,7 +304,7 @@ def train(
         if done % cfg.ckpt_every == 0 or done == cfg.iters or out_of_time:
             elapsed = wall + time.perf_counter() - t0
             last = _save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler,
-                                    done, elapsed, rank, world, index)
+                                    done, elapsed, rank, world, index, phases)
         if out_of_time:
             break
     if writer is not None:
@@ -320,7 +345,7 @@ def _save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
                      dcfg: DiscriminatorConfig, gen: torch.nn.Module, disc: torch.nn.Module,
                      opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                      sampler: SliceSampler, it: int, wall: float, rank: int, world: int,
-                     index: dict[str, Any]) -> Path | None:
+                     index: dict[str, Any], phases: list[dict[str, Any]]) -> Path | None:
     """Every rank contributes its RNG states; rank 0 writes atomically and prunes old ones."""
     torch_states = _gather(torch.get_rng_state(), world)
     sampler_states = _gather(sampler.rng.bit_generator.state, world)
@@ -331,7 +356,8 @@ def _save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
     path = folder / f"ckpt-{it:08d}.pt"
     state = {
         "kernelconv": __version__, "iteration": it, "wall_seconds": wall,
-        "config": asdict(cfg), "g_config": gcfg.to_dict(), "d_config": dcfg.to_dict(),
+        "config": asdict(cfg), "phases": phases,
+        "g_config": gcfg.to_dict(), "d_config": dcfg.to_dict(),
         "domains": cfg.domains, "world_size": world,
         "data": [s.get("folder") for s in index["series"]],
         "G": gen.state_dict(), "D": disc.state_dict(),
