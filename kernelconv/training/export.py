@@ -85,8 +85,8 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
         crop = cfg.get("crop")
         lines.append(f"iterations {first}-{last}: " + " and ".join(what) + "; "
                      + (f"{crop} x {crop} crops" if crop else "full slices")
-                     + f", batch {cfg.get('batch_size')}, lr G {cfg.get('lr_g')} "
-                     f"D {cfg.get('lr_d')}")
+                     + f", batch {cfg.get('batch_size')}, lr G {cfg.get('lr_g')}"
+                     + (f" D {cfg.get('lr_d')}" if adv else ""))
     if not adv_total:
         return ("the paper's generator trained with the paired L1 extension only (generator "
                 "warm-up; no adversarial, GGCL or cycle phase yet)", lines)
