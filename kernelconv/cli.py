@@ -432,6 +432,7 @@ Examples:
   kernelconv train --data sim/train --out runs/ggdr --reg ggdr      # ablation
   torchrun --nproc-per-node 4 -m kernelconv train --data sim/train --out runs/ggcl
   kernelconv export runs/ggcl --name my-ggcl
+  kernelconv train --data site/ --out runs/site --init sim-paired-v1   # fine-tune the default
 
 \b
 Settings not given as options come from --config FILE (JSON, the fields of TrainConfig in
@@ -466,6 +467,11 @@ kernelconv/training/loop.py) or the paper's defaults (docs/training.md).
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the nets.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--resume", is_flag=True, help="Continue from the run's latest checkpoint.")
+@click.option("--init", "init_spec", metavar="MODEL|CKPT",
+              help="Extension: start a new run from these weights, e.g. the bundled default "
+                   "model to fine-tune it on your own data (a model name or file: generator "
+                   "only, fresh discriminator; or a training checkpoint .pt: both). The "
+                   "architecture and kernel order come from it.")
 @click.option("--max-minutes", type=click.FloatRange(0.0, min_open=True),
               help="Checkpoint and stop after this many minutes (continue with --resume).")
 @click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -475,7 +481,7 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
           iters: int | None, batch_size: int | None, crop: int | None, reg: str | None,
           paired: bool | None, kernels: str | None, seed: int | None, ckpt_every: int | None,
           amp: str | None, compile_: bool | None, device: str, resume: bool,
-          max_minutes: float | None, val_dir: Path | None) -> None:
+          init_spec: str | None, max_minutes: float | None, val_dir: Path | None) -> None:
     """Train the GGCL StarGAN (generator and U-Net discriminator) on DICOM series.
 
     Each series' kernel (ConvolutionKernel) is its domain. The series are decoded once into
@@ -492,6 +498,16 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
         "domains": [k.strip() for k in kernels.split(",")] if kernels else None,
     }.items() if v is not None}
     cfg = cfg.updated(overrides, "options")
+    init_source = None
+    if init_spec:
+        from kernelconv.training.warmstart import adopt_settings, load_init
+
+        init_source = load_init(init_spec)
+        explicit = set(overrides)
+        if config_file:
+            explicit |= set(json.loads(config_file.read_text(encoding="utf-8")))
+        cfg = cfg.updated({**adopt_settings(cfg, init_source, explicit),
+                           "init": init_source.label}, "--init")
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("it"),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
                TextColumn("{task.fields[losses]}"))
@@ -510,7 +526,7 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
             bar.update(task, completed=done, rate=f"{rate:.2f} it/s", losses=losses)
 
         result = run_training(cfg, list(data_dirs), run_dir, device, resume, progress, val_dir,
-                              max_minutes * 60.0 if max_minutes else None)
+                              max_minutes * 60.0 if max_minutes else None, init_source)
     out.print(f"trained to iteration {result.iterations} in {result.seconds:.0f} s; "
               f"checkpoint {result.checkpoint}")
     summary = {"iterations": result.iterations, "seconds": result.seconds,

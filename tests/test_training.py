@@ -257,3 +257,57 @@ def test_distributed_training_with_two_cpu_processes(sim: Path, tmp_path: Path) 
     assert sums[0]["g_checksum"] == pytest.approx(sums[1]["g_checksum"], rel=1e-9)
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000004.pt", weights_only=False)
     assert ckpt["world_size"] == 2 and len(ckpt["rng"]["sampler"]) == 2
+
+
+def test_init_starts_a_new_run_from_a_model_or_a_checkpoint(
+        sim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = _config(tmp_path, paired=True, g_warmup_iters=3, ckpt_every=3)
+    assert run_cli(["train", "--data", sim, "--out", tmp_path / "base", "--config", base,
+                    "--iters", "3"], capsys)[0] == 0
+    assert run_cli(["export", tmp_path / "base", "--name", "base", "--models-dir",
+                    tmp_path / "models"], capsys)[0] == 0
+    model = tmp_path / "models" / "base.safetensors"
+    frozen = {**TINY, "lr_g": 0.0, "lr_d": 0.0, "ckpt_every": 2}  # weights must stay as loaded
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "frozen.json").write_text(json.dumps(frozen))
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "ft", "--config",
+                            tmp_path / "f" / "frozen.json", "--iters", "2", "--init", model],
+                           capsys)
+    assert code == 0, err
+    from kernelconv.modelfile import load_model, read_info
+
+    info, weights = load_model(model)
+    state = torch.load(tmp_path / "ft" / "checkpoints" / "ckpt-00000002.pt", weights_only=False)
+    assert state["iteration"] == 2  # a new run: its own count, optimisers and schedule
+    for name, value in weights.items():
+        torch.testing.assert_close(state["G"][name], value, msg=name)
+    assert state["phases"][0]["config"]["init"] == f"model {info.model_id}"
+    assert run_cli(["export", tmp_path / "ft", "--name", "ft", "--models-dir",
+                    tmp_path / "models"], capsys)[0] == 0
+    method = read_info(tmp_path / "models" / "ft.safetensors").provenance["method"]
+    assert method.endswith(f"starting from model {info.model_id} (--init, extension)")
+
+    # a checkpoint brings the discriminator too
+    ckpt = tmp_path / "base" / "checkpoints" / "ckpt-00000003.pt"
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "ft2", "--config",
+                            tmp_path / "f" / "frozen.json", "--iters", "2", "--init", ckpt],
+                           capsys)
+    assert code == 0, err
+    source = torch.load(ckpt, weights_only=False)
+    state = torch.load(tmp_path / "ft2" / "checkpoints" / "ckpt-00000002.pt", weights_only=False)
+    for name, value in source["D"].items():
+        if not name.endswith(("weight_u", "weight_v")):  # spectral norm's power iteration moves
+            torch.testing.assert_close(state["D"][name], value, msg=name)
+
+    # settings that contradict the weights, and sources that are not there, are one-line errors
+    clash = _config(tmp_path, g_conv_dim=16)
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "bad", "--config", clash,
+                            "--iters", "2", "--init", model], capsys)
+    assert code == 2 and "has g_conv_dim 8, but the training settings say 16" in err
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "bad", "--iters", "2",
+                            "--init", "no-such-model"], capsys)
+    assert code == 3 and "no-such-model" in err and "Traceback" not in err
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "bad", "--iters", "2",
+                            "--init", tmp_path / "missing.pt"], capsys)
+    assert code == 2 and "checkpoint not found" in err
+    assert not (tmp_path / "bad").exists()

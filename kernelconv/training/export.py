@@ -87,9 +87,11 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
                      + (f"{crop} x {crop} crops" if crop else "full slices")
                      + f", batch {cfg.get('batch_size')}, lr G {cfg.get('lr_g')}"
                      + (f" D {cfg.get('lr_d')}" if adv else ""))
+    init = phases[0]["config"].get("init") if phases else None
+    start = f", starting from {init} (--init, extension)" if init else ""
     if not adv_total:
         return ("the paper's generator trained with the paired L1 extension only (generator "
-                "warm-up; no adversarial, GGCL or cycle phase yet)", lines)
+                f"warm-up; no adversarial, GGCL or cycle phase yet){start}", lines)
     method = _reg_name(adv_regs[-1])
     if len(set(adv_regs)) > 1:
         method += f" (regulariser changed during training: {', '.join(adv_regs)})"
@@ -98,4 +100,4 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
     method += f", {adv_total} adversarial iterations"
     if warm_total:
         method += f", after {warm_total} paired-L1 generator warm-up iterations (extension)"
-    return method, lines
+    return method + start, lines

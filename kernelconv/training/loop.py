@@ -30,6 +30,7 @@ from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig
 from kernelconv.nets.generator import Generator, GeneratorConfig
 from kernelconv.training.data import SliceSampler, build_cache
 from kernelconv.training.losses import LossWeights, StarGanLoss
+from kernelconv.training.warmstart import InitSource
 
 
 @dataclass
@@ -70,6 +71,7 @@ class TrainConfig:
     log_every: int = 50
     amp: str = "none"  # none | bf16 | fp16 (CUDA only)
     compile: bool = False
+    init: str | None = None  # extension: where a new run's weights came from (--init)
 
     @classmethod
     def from_file(cls, path: Path) -> TrainConfig:
@@ -128,7 +130,7 @@ def _lr_factor(cfg: TrainConfig, it: int) -> float:
 # settings that do not change what the networks are trained with (a run extended with more
 # iterations, or checkpointed more often, is still one phase)
 _BOOKKEEPING = ("iters", "ckpt_every", "val_every", "val_slices", "keep_ckpts", "log_every",
-                "compile")
+                "compile", "init")
 
 
 def training_phases(state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -168,11 +170,13 @@ def train(
     on_progress: Callable[[int, int, dict[str, float]], None] = lambda i, n, s: None,
     val_dir: Path | None = None,
     max_seconds: float | None = None,
+    init: InitSource | None = None,
 ) -> TrainResult:
     """Train (or resume) a run in ``run_dir``; returns where it ended.
 
     With ``max_seconds`` the run checkpoints and stops after that much wall time (this call's),
-    so a long run can be done in bounded pieces with ``resume``.
+    so a long run can be done in bounded pieces with ``resume``. ``init`` (``--init``) gives
+    a new run its starting weights; a resumed run ignores it.
     """
     rank, world, local_rank = _dist()
     if world > 1 and not dist.is_initialized():
@@ -211,6 +215,17 @@ def train(
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume and ckpt is None and rank == 0:
         print(f"kernelconv: no checkpoint in {run_dir}; starting a new run")
+    if ckpt is None and init is not None:
+        try:
+            gen.load_state_dict(init.g_state)
+            if init.d_state is not None:
+                disc.load_state_dict(init.d_state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise UsageError(f"--init: {init.label} does not fit this run's networks "
+                             f"({first})") from None
+    elif ckpt is not None and init is not None and rank == 0:
+        print(f"kernelconv: resuming {run_dir}; --init applies to new runs only")
     if ckpt is not None:
         state = torch.load(ckpt, map_location=dev, weights_only=False)
         gen.load_state_dict(state["G"])

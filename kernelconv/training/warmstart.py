@@ -1,0 +1,70 @@
+"""`kernelconv train --init`: start a new run from existing weights (fine-tuning; an extension).
+
+The source is a model file (a path, or a name such as the bundled default): its generator is
+loaded and the discriminator starts fresh. Or a training checkpoint (``.pt``): both networks
+are loaded. Either way the optimisers, the iteration count and the learning-rate schedule start
+anew; the run's first phase records where the weights came from, and so does an exported
+model's provenance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kernelconv.errors import KernelconvError, UsageError
+from kernelconv.modelfile import load_model, resolve_model
+
+
+@dataclass
+class InitSource:
+    label: str  # what the run records: model id and file, or checkpoint and iteration
+    settings: dict[str, Any]  # architecture and domains the run must use to load these weights
+    g_state: dict[str, Any]
+    d_state: dict[str, Any] | None
+
+
+def load_init(spec: str) -> InitSource:
+    """Read ``--init MODEL|CKPT``; errors name the source and the reason (exit 2)."""
+    path = Path(spec).expanduser()
+    if path.suffix == ".pt":
+        if not path.is_file():
+            raise UsageError(f"--init {spec}: checkpoint not found")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            g_cfg, d_cfg = state["g_config"], state["d_config"]
+            settings = {"domains": list(state["domains"]), "g_conv_dim": int(g_cfg["conv_dim"]),
+                        "g_repeat": int(g_cfg["n_res"]), "d_conv_dim": int(d_cfg["conv_dim"]),
+                        "d_layers": int(d_cfg["n_layers"])}
+            return InitSource(f"checkpoint {path.name} (iteration {state['iteration']})",
+                              settings, state["G"], state["D"])
+        except (OSError, RuntimeError, KeyError, EOFError, TypeError) as exc:
+            raise UsageError(f"--init {spec}: not a kernelconv training checkpoint "
+                             f"({type(exc).__name__})") from None
+    try:
+        info, weights = load_model(resolve_model(spec))
+    except KernelconvError as exc:  # keeps its class: a bad model file is a model error
+        raise type(exc)(f"--init: {exc}") from None
+    if int(info.arch_args.get("n_down", 2)) != 2:
+        raise UsageError(f"--init {spec}: a generator with {info.arch_args['n_down']} "
+                         "downsamplings cannot be trained here (the paper's has 2)")
+    settings = {"domains": list(info.domains), "g_conv_dim": int(info.arch_args["conv_dim"]),
+                "g_repeat": int(info.arch_args["n_res"])}
+    return InitSource(f"model {info.model_id}", settings, weights, None)
+
+
+def adopt_settings(cfg: Any, source: InitSource, explicit: set[str]) -> dict[str, Any]:
+    """The settings a run takes from its init source; a clash with one the user set is an error.
+
+    ``explicit`` names the settings given in the config file or as options: those must agree
+    with the source (the weights fit only their own architecture and label order).
+    """
+    for key, value in source.settings.items():
+        if key in explicit and getattr(cfg, key) != value:
+            raise UsageError(f"--init: {source.label} has {key} {value}, but the training "
+                             f"settings say {getattr(cfg, key)}; leave {key} out to use the "
+                             "source's")
+    return dict(source.settings)
