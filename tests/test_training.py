@@ -309,5 +309,17 @@ def test_init_starts_a_new_run_from_a_model_or_a_checkpoint(
     assert code == 3 and "no-such-model" in err and "Traceback" not in err
     code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "bad", "--iters", "2",
                             "--init", tmp_path / "missing.pt"], capsys)
-    assert code == 2 and "checkpoint not found" in err
+    assert code == 4 and "checkpoint not found" in err
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "bad", "--iters", "2",
+                            "--init", tmp_path / "junk.pt"], capsys)
+    assert code == 4 and "junk.pt: not a kernelconv training checkpoint" in err
+    code, _, err = run_cli(["export", tmp_path / "junk.pt", "--name", "junk", "--models-dir",
+                            tmp_path / "models"], capsys)
+    assert code == 4 and "junk.pt: not a kernelconv training checkpoint" in err
+    assert not (tmp_path / "models" / "junk.safetensors").exists()
+    (tmp_path / "ft" / "checkpoints" / "ckpt-00000009.pt").write_bytes(b"\0" * 64)  # damaged
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "ft", "--config",
+                            tmp_path / "f" / "frozen.json", "--iters", "12", "--resume"], capsys)
+    assert code == 4 and "ckpt-00000009.pt: not a kernelconv training checkpoint" in err
     assert not (tmp_path / "bad").exists()

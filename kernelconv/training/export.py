@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from kernelconv import __version__
 from kernelconv.errors import InputError
 from kernelconv.kernels import BUILTIN_SHARPNESS
 from kernelconv.modelfile import SUFFIX, ModelInfo, save_model, user_models_dir
 from kernelconv.sim.kernels import load_kernel_table
-from kernelconv.training.loop import latest_checkpoint, training_phases
+from kernelconv.training.loop import latest_checkpoint, read_checkpoint, training_phases
 
 
 def export_model(source: Path, name: str, models_dir: Path | None = None,
@@ -21,12 +19,9 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     ckpt = latest_checkpoint(source) if source.is_dir() else source
     if ckpt is None or not ckpt.is_file():
         raise InputError(f"{source}: no training checkpoint found")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        weights = state["G"]
-        domains = list(state["domains"])
-    except (OSError, RuntimeError, KeyError, EOFError) as exc:
-        raise InputError(f"{ckpt}: not a kernelconv training checkpoint ({exc})") from None
+    state = read_checkpoint(ckpt, required=("G", "domains", "config", "g_config", "iteration"))
+    weights = state["G"]
+    domains = list(state["domains"])
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     sim = load_kernel_table()

@@ -15,22 +15,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
 from kernelconv import __version__
-from kernelconv.errors import UsageError
+from kernelconv.errors import InputError, UsageError
 from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig
 from kernelconv.nets.generator import Generator, GeneratorConfig
 from kernelconv.training.data import SliceSampler, build_cache
 from kernelconv.training.losses import LossWeights, StarGanLoss
-from kernelconv.training.warmstart import InitSource
+
+if TYPE_CHECKING:
+    from kernelconv.training.warmstart import InitSource
 
 
 @dataclass
@@ -148,6 +151,20 @@ def _same_training(a: dict[str, Any], b: dict[str, Any]) -> bool:
         {k: v for k, v in b.items() if k not in _BOOKKEEPING}
 
 
+def read_checkpoint(path: Path, map_location: Any = "cpu",
+                    required: tuple[str, ...] = ("G", "config", "domains")) -> dict[str, Any]:
+    """A training checkpoint's state; a file that is not one is an input error (exit 4)."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise InputError(f"{path}: not a kernelconv training checkpoint "
+                         f"({type(exc).__name__})") from None
+    missing = [k for k in required if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise InputError(f"{path}: not a kernelconv training checkpoint (no {missing[0]})")
+    return dict(state)
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
     return ckpts[-1] if ckpts else None
@@ -227,7 +244,7 @@ def train(
     elif ckpt is not None and init is not None and rank == 0:
         print(f"kernelconv: resuming {run_dir}; --init applies to new runs only")
     if ckpt is not None:
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
+        state = read_checkpoint(ckpt, dev, ("G", "D", "opt_g", "opt_d", "iteration", "config"))
         gen.load_state_dict(state["G"])
         disc.load_state_dict(state["D"])
         opt_g.load_state_dict(state["opt_g"])

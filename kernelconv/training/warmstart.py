@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from kernelconv.errors import KernelconvError, UsageError
+from kernelconv.errors import InputError, KernelconvError, UsageError
 from kernelconv.modelfile import load_model, resolve_model
+from kernelconv.training.loop import read_checkpoint
 
 
 @dataclass
@@ -28,22 +27,20 @@ class InitSource:
 
 
 def load_init(spec: str) -> InitSource:
-    """Read ``--init MODEL|CKPT``; errors name the source and the reason (exit 2)."""
+    """Read ``--init MODEL|CKPT``; errors name the source and the reason (a missing or broken
+    checkpoint exit 4, a missing or broken model file exit 3)."""
     path = Path(spec).expanduser()
     if path.suffix == ".pt":
         if not path.is_file():
-            raise UsageError(f"--init {spec}: checkpoint not found")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            g_cfg, d_cfg = state["g_config"], state["d_config"]
-            settings = {"domains": list(state["domains"]), "g_conv_dim": int(g_cfg["conv_dim"]),
-                        "g_repeat": int(g_cfg["n_res"]), "d_conv_dim": int(d_cfg["conv_dim"]),
-                        "d_layers": int(d_cfg["n_layers"])}
-            return InitSource(f"checkpoint {path.name} (iteration {state['iteration']})",
-                              settings, state["G"], state["D"])
-        except (OSError, RuntimeError, KeyError, EOFError, TypeError) as exc:
-            raise UsageError(f"--init {spec}: not a kernelconv training checkpoint "
-                             f"({type(exc).__name__})") from None
+            raise InputError(f"--init {spec}: checkpoint not found")
+        state = read_checkpoint(path, required=("G", "D", "g_config", "d_config", "domains",
+                                                "iteration"))
+        g_cfg, d_cfg = state["g_config"], state["d_config"]
+        settings = {"domains": list(state["domains"]), "g_conv_dim": int(g_cfg["conv_dim"]),
+                    "g_repeat": int(g_cfg["n_res"]), "d_conv_dim": int(d_cfg["conv_dim"]),
+                    "d_layers": int(d_cfg["n_layers"])}
+        return InitSource(f"checkpoint {path.name} (iteration {state['iteration']})",
+                          settings, state["G"], state["D"])
     try:
         info, weights = load_model(resolve_model(spec))
     except KernelconvError as exc:  # keeps its class: a bad model file is a model error
