@@ -229,6 +229,7 @@ def train(
     sampler = SliceSampler(cache, index, cfg.crop, seed=cfg.seed * 1000 + rank)
     start, wall = 0, 0.0
     phases: list[dict[str, Any]] = []
+    patch_state = None
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume and ckpt is None and rank == 0:
         print(f"kernelconv: no checkpoint in {run_dir}; starting a new run")
@@ -254,12 +255,15 @@ def train(
         if len(state["rng"]["torch"]) == world:  # same world size: continue the same streams
             torch.set_rng_state(state["rng"]["torch"][rank])
             sampler.rng.bit_generator.state = state["rng"]["sampler"][rank]
+            patch_state = state["rng"].get("patch", [None] * world)[rank]
     if not phases or not _same_training(phases[-1]["config"], asdict(cfg)):
         phases.append({"start": start, "config": asdict(cfg)})
     loss = StarGanLoss(gen, disc, LossWeights(cfg.lambda_cls, cfg.lambda_cyc, cfg.lambda_gp,
                                               cfg.lambda_reg,
                                               cfg.lambda_paired if cfg.paired else 0.0),
-                       cfg.reg, cfg.n_patches, cfg.tau)
+                       cfg.reg, cfg.n_patches, cfg.tau, patch_seed=cfg.seed * 1000 + rank + 7)
+    if patch_state is not None:
+        loss.patch_rng.set_state(patch_state)
     if cfg.compile:
         loss.gen = torch.compile(gen)  # type: ignore[assignment]
         loss.disc = torch.compile(disc)  # type: ignore[assignment]
@@ -336,7 +340,8 @@ def train(
         if done % cfg.ckpt_every == 0 or done == cfg.iters or out_of_time:
             elapsed = wall + time.perf_counter() - t0
             last = _save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler,
-                                    done, elapsed, rank, world, index, phases)
+                                    done, elapsed, rank, world, index, phases,
+                                    loss.patch_rng)
         if out_of_time:
             break
     if writer is not None:
@@ -377,10 +382,12 @@ def _save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
                      dcfg: DiscriminatorConfig, gen: torch.nn.Module, disc: torch.nn.Module,
                      opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                      sampler: SliceSampler, it: int, wall: float, rank: int, world: int,
-                     index: dict[str, Any], phases: list[dict[str, Any]]) -> Path | None:
+                     index: dict[str, Any], phases: list[dict[str, Any]],
+                     patch_rng: torch.Generator) -> Path | None:
     """Every rank contributes its RNG states; rank 0 writes atomically and prunes old ones."""
     torch_states = _gather(torch.get_rng_state(), world)
     sampler_states = _gather(sampler.rng.bit_generator.state, world)
+    patch_states = _gather(patch_rng.get_state(), world)
     if rank != 0:
         return None
     folder = run_dir / "checkpoints"
@@ -394,7 +401,7 @@ def _save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
         "data": [s.get("folder") for s in index["series"]],
         "G": gen.state_dict(), "D": disc.state_dict(),
         "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-        "rng": {"torch": torch_states, "sampler": sampler_states},
+        "rng": {"torch": torch_states, "sampler": sampler_states, "patch": patch_states},
     }
     part = path.with_name(path.name + ".part")
     torch.save(state, part)

@@ -70,18 +70,22 @@ class StarGanLoss:
     """Owns the two phases; the training loop owns the schedule, optimisers and DDP."""
 
     def __init__(self, gen: Generator, disc: Discriminator, weights: LossWeights,
-                 reg: str = "ggcl", n_patches: int = 64, tau: float = 0.07) -> None:
+                 reg: str = "ggcl", n_patches: int = 64, tau: float = 0.07,
+                 patch_seed: int = 0) -> None:
         if reg not in ("ggcl", "ggdr", "none"):
             raise ValueError(f"unknown regulariser {reg!r}")
         self.gen, self.disc, self.w, self.reg = gen, disc, weights, reg
         self.n_patches, self.tau = n_patches, tau
         self.pool = nn.AvgPool2d(2)
+        # GGCL's patch locations have their own generator, so runs that differ only in the
+        # regulariser draw the same target kernels and penalty weights from torch's
+        self.patch_rng = torch.Generator().manual_seed(patch_seed)
 
     def regulariser(self, d_map: torch.Tensor, g_feat: torch.Tensor) -> torch.Tensor:
         """GGCL or GGDR between D's label map (query) and the DETACHED generator feature."""
         q, k = self.pool(d_map), self.pool(g_feat.detach())
         if self.reg == "ggcl":
-            return patch_nce(q, k, self.n_patches, self.tau)
+            return patch_nce(q, k, self.n_patches, self.tau, self.patch_rng)
         return ggdr(q, k)
 
     def d_step(self, real: torch.Tensor, label: torch.Tensor,
