@@ -322,6 +322,11 @@ def test_init_starts_a_new_run_from_a_model_or_a_checkpoint(
     code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "ft", "--config",
                             tmp_path / "f" / "frozen.json", "--iters", "12", "--resume"], capsys)
     assert code == 4 and "ckpt-00000009.pt: not a kernelconv training checkpoint" in err
+    (tmp_path / "ft" / "checkpoints" / "ckpt-00000009.pt").unlink()
+    wider = _config(tmp_path, g_conv_dim=16)  # the run's checkpoint has conv_dim 8
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "ft", "--config", wider,
+                            "--iters", "12", "--resume"], capsys)
+    assert code == 2 and "trained with other network settings" in err
     assert not (tmp_path / "bad").exists()
 
 

@@ -246,10 +246,16 @@ def train(
         print(f"kernelconv: resuming {run_dir}; --init applies to new runs only")
     if ckpt is not None:
         state = read_checkpoint(ckpt, dev, ("G", "D", "opt_g", "opt_d", "iteration", "config"))
-        gen.load_state_dict(state["G"])
-        disc.load_state_dict(state["D"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
+        try:
+            gen.load_state_dict(state["G"])
+            disc.load_state_dict(state["D"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise UsageError(f"{ckpt}: trained with other network settings than these "
+                             f"(g_conv_dim, g_repeat, d_conv_dim, d_layers, kernels); resume "
+                             f"with the run's own settings ({first})") from None
         start, wall = int(state["iteration"]), float(state["wall_seconds"])
         phases = training_phases(state)
         if len(state["rng"]["torch"]) == world:  # same world size: continue the same streams
