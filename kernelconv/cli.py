@@ -491,7 +491,8 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
     from kernelconv.training.loop import TrainConfig
     from kernelconv.training.loop import train as run_training
 
-    cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    file_settings = TrainConfig.read_file(config_file) if config_file else {}
+    cfg = TrainConfig().updated(file_settings, str(config_file or "defaults"))
     overrides = {k: v for k, v in {
         "iters": iters, "batch_size": batch_size, "crop": crop, "reg": reg, "paired": paired,
         "seed": seed, "ckpt_every": ckpt_every, "amp": amp, "compile": compile_,
@@ -503,9 +504,7 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
         from kernelconv.training.warmstart import adopt_settings, load_init
 
         init_source = load_init(init_spec)
-        explicit = set(overrides)
-        if config_file:
-            explicit |= set(json.loads(config_file.read_text(encoding="utf-8")))
+        explicit = set(overrides) | set(file_settings)
         cfg = cfg.updated({**adopt_settings(cfg, init_source, explicit),
                            "init": init_source.label}, "--init")
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("it"),

@@ -76,13 +76,20 @@ class TrainConfig:
     compile: bool = False
     init: str | None = None  # extension: where a new run's weights came from (--init)
 
-    @classmethod
-    def from_file(cls, path: Path) -> TrainConfig:
+    @staticmethod
+    def read_file(path: Path) -> dict[str, Any]:
+        """The settings a JSON config file gives (validated by ``updated``)."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UsageError(f"{path}: cannot read training config ({exc})") from None
-        return cls().updated(data, str(path))
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: a training config is a JSON object of settings")
+        return data
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrainConfig:
+        return cls().updated(cls.read_file(path), str(path))
 
     def updated(self, data: dict[str, Any], origin: str = "config") -> TrainConfig:
         names = {f.name for f in fields(self)}
@@ -165,6 +172,18 @@ def read_checkpoint(path: Path, map_location: Any = "cpu",
     return dict(state)
 
 
+def _load_states(pairs: list[tuple[Any, dict[str, Any] | None]], problem: str) -> None:
+    """Load each state into its network or optimiser (None: keep as is); one that does not fit
+    is a usage error saying ``problem`` and the first reason torch gives."""
+    try:
+        for target, state in pairs:
+            if state is not None:
+                target.load_state_dict(state)
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise UsageError(f"{problem} ({first})") from None
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
     return ckpts[-1] if ckpts else None
@@ -234,28 +253,17 @@ def train(
     if resume and ckpt is None and rank == 0:
         print(f"kernelconv: no checkpoint in {run_dir}; starting a new run")
     if ckpt is None and init is not None:
-        try:
-            gen.load_state_dict(init.g_state)
-            if init.d_state is not None:
-                disc.load_state_dict(init.d_state)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1].strip()
-            raise UsageError(f"--init: {init.label} does not fit this run's networks "
-                             f"({first})") from None
+        _load_states([(gen, init.g_state), (disc, init.d_state)],
+                     f"--init: {init.label} does not fit this run's networks")
     elif ckpt is not None and init is not None and rank == 0:
         print(f"kernelconv: resuming {run_dir}; --init applies to new runs only")
     if ckpt is not None:
         state = read_checkpoint(ckpt, dev, ("G", "D", "opt_g", "opt_d", "iteration", "config"))
-        try:
-            gen.load_state_dict(state["G"])
-            disc.load_state_dict(state["D"])
-            opt_g.load_state_dict(state["opt_g"])
-            opt_d.load_state_dict(state["opt_d"])
-        except (RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[-1].strip()
-            raise UsageError(f"{ckpt}: trained with other network settings than these "
-                             f"(g_conv_dim, g_repeat, d_conv_dim, d_layers, kernels); resume "
-                             f"with the run's own settings ({first})") from None
+        _load_states([(gen, state["G"]), (disc, state["D"]), (opt_g, state["opt_g"]),
+                      (opt_d, state["opt_d"])],
+                     f"{ckpt}: trained with other network settings than these (g_conv_dim, "
+                     "g_repeat, d_conv_dim, d_layers, kernels); resume with the run's own "
+                     "settings")
         start, wall = int(state["iteration"]), float(state["wall_seconds"])
         phases = training_phases(state)
         if len(state["rng"]["torch"]) == world:  # same world size: continue the same streams

@@ -15,7 +15,7 @@ from typing import Any
 
 from kernelconv.errors import InputError, KernelconvError, UsageError
 from kernelconv.modelfile import load_model, resolve_model
-from kernelconv.training.loop import read_checkpoint
+from kernelconv.training.loop import TrainConfig, read_checkpoint
 
 
 @dataclass
@@ -53,7 +53,7 @@ def load_init(spec: str) -> InitSource:
     return InitSource(f"model {info.model_id}", settings, weights, None)
 
 
-def adopt_settings(cfg: Any, source: InitSource, explicit: set[str]) -> dict[str, Any]:
+def adopt_settings(cfg: TrainConfig, source: InitSource, explicit: set[str]) -> dict[str, Any]:
     """The settings a run takes from its init source; a clash with one the user set is an error.
 
     ``explicit`` names the settings given in the config file or as options: those must agree
