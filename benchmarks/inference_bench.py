@@ -38,9 +38,9 @@ from common import conv_flops, matmul_peak, random_model
 
 from kernelconv.cli import main as cli
 from kernelconv.dicom.dataset import read_hu_slices
-from kernelconv.engines import network_input, one_hot
+from kernelconv.engines import one_hot
 from kernelconv.engines.torch_engine import TorchEngine, run_generator
-from kernelconv.hu import HU_MAX, HU_MIN, hu_to_unit, unit_to_hu
+from kernelconv.hu import HU_MAX, HU_MIN, hu_to_unit, network_input, unit_to_hu
 from kernelconv.modelfile import resolve_model
 from kernelconv.nets import Generator
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import RLELossless
 
-from kernelconv.sim.kernels import load_kernel_table
+from kernelconv.kernel_response import load_response_table
 from kernelconv.sim.series import SimulationConfig, simulate
 
 SEED = 20261124
@@ -31,7 +31,7 @@ SLICES = 4
 def write_examples(out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="kc-example-") as tmp:
         [patient] = simulate(Path(tmp), SimulationConfig(patients=1, slices=SLICES, seed=SEED),
-                             load_kernel_table())
+                             load_response_table())
         for kernel, folder, compress in (("B70f", "chest-b70f", True),
                                          ("B30f", "chest-b30f-reference", True)):
             dst = out / folder

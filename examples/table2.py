@@ -26,8 +26,8 @@ from kernelconv.evaluation.evaluate import (
     evaluate,
     table2_markdown,
 )
+from kernelconv.kernel_response import load_response_table
 from kernelconv.pipeline import ConvertOptions, run_convert
-from kernelconv.sim.kernels import load_kernel_table
 from kernelconv.sim.series import SimulationConfig, simulate
 
 
@@ -54,7 +54,7 @@ def main() -> None:
 
     sim = args.out / "sim"
     config = SimulationConfig(patients=args.patients, slices=args.slices, seed=args.seed)
-    patients = simulate(sim, config, load_kernel_table())
+    patients = simulate(sim, config, load_response_table())
 
     methods: dict[str, list[dict]] = {}
     # identity: the source series itself, compared with each target kernel

@@ -2,6 +2,9 @@
 
 The paper (Choi et al. 2023, "Implementation Details") clips HU to [-1024, 3071] and maps that
 interval linearly onto [-1, 1]; :func:`hu_to_unit` and :func:`unit_to_hu` are exactly that map.
+:func:`network_input` adds the padding to the network's size multiple. This module is the one
+owner of both: conversion, training and validation all call it, so validation scores exactly
+the inputs that `convert` produces.
 """
 
 from __future__ import annotations
@@ -69,3 +72,30 @@ def encoding_holds(
     lo, hi = stored_range(bits_stored, signed)
     a, b = lo * slope + intercept, hi * slope + intercept
     return min(a, b) <= hu_min and max(a, b) >= hu_max
+
+
+def pad_amounts(size: int, multiple: int) -> tuple[int, int]:
+    """(before, after) padding that makes ``size`` a multiple of ``multiple``, centred."""
+    total = (-size) % multiple
+    return total // 2, total - total // 2
+
+
+def network_input(hu: npt.NDArray[np.floating], hu_min: float, hu_max: float,
+                  multiple: int) -> tuple[FloatArray, tuple[slice, slice]]:
+    """(B, H, W) HU -> the network's (B, 1, H', W') float32 input in [-1, 1] and the window
+    that crops its output back to H x W.
+
+    The paper's normalisation (clip to [hu_min, hu_max], scale to [-1, 1]); H and W are
+    reflect-padded (centred) to the network's size multiple, never resized; replicate-padded
+    when the image is too small to reflect.
+    """
+    _, h, w = hu.shape
+    (pt, pb), (pl, pr) = pad_amounts(h, multiple), pad_amounts(w, multiple)
+    unit = hu_to_unit(hu, hu_min, hu_max)[:, None]
+    if pt or pb or pl or pr:
+        widths = ((0, 0), (0, 0), (pt, pb), (pl, pr))
+        if min(h, w) > max(pt, pb, pl, pr):
+            unit = np.pad(unit, widths, mode="reflect")
+        else:
+            unit = np.pad(unit, widths, mode="edge")
+    return np.ascontiguousarray(unit, dtype=np.float32), (slice(pt, pt + h), slice(pl, pl + w))

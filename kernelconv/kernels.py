@@ -1,8 +1,9 @@
-"""Kernel names, their aliases, and the domains a model was trained on.
+"""Kernel names, their aliases, and the domains a model (or the filter) converts between.
 
 A *domain* is one of a model's label classes (e.g. ``B30f``); the model file lists its domains in
-label order. The kernel table maps the ConvolutionKernel names found in DICOM headers onto those
-domains. Matching ignores case and surrounding spaces.
+label order. :class:`KernelAliases` maps the ConvolutionKernel names found in DICOM headers onto
+those domains. (What a kernel does to the image, its frequency response, is a different table:
+:mod:`kernelconv.kernel_response`.) Matching ignores case and surrounding spaces.
 
 Built-in aliases are deliberately conservative: Siemens appends a letter to the kernel number for
 the acquisition mode (``f`` fast, ``s`` sequence/standard, ``h`` head, ``u`` ultra-high
@@ -23,10 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kernelconv.errors import KernelError, UsageError
-
-#: Siemens Definition-class body kernels the paper uses, with a sharpness rank (the kernel
-#: number: higher is sharper). Used for the derivation code (smoothing vs edge enhancement).
-BUILTIN_SHARPNESS: dict[str, float] = {"B30f": 30.0, "B50f": 50.0, "B70f": 70.0}
 
 _SIEMENS = re.compile(r"^([BHIJ][a-z]?)(\d{2})([fshu])$", re.IGNORECASE)
 
@@ -51,8 +48,8 @@ class KernelMapError(UsageError):
 
 
 @dataclass
-class KernelTable:
-    """Maps header kernel names onto a model's domains."""
+class KernelAliases:
+    """Maps header kernel names onto the domains of a model or the filter."""
 
     domains: tuple[str, ...]
     aliases: dict[str, str] = field(default_factory=dict)  # lower-case alias -> domain
@@ -60,7 +57,7 @@ class KernelTable:
     @classmethod
     def for_domains(
         cls, domains: Iterable[str], extra: Mapping[str, str] | None = None
-    ) -> KernelTable:
+    ) -> KernelAliases:
         """The built-in table for ``domains`` plus user aliases ``extra`` (alias -> domain)."""
         doms = tuple(domains)
         table = cls(doms)
@@ -90,6 +87,16 @@ class KernelTable:
             )
         return dom
 
+    def resolve_target(self, target: str, owner: str = "the model") -> str:
+        """The domain of a requested target kernel (``--to``); a UsageError naming ``owner``
+        (e.g. "the model", "the filter") and its kernels when there is none. Convert and listen
+        both resolve their target here."""
+        dom = self.aliases.get(_key(target))
+        if dom is None:
+            raise UsageError(f"--to {target.strip()}: not one of the kernels of {owner} "
+                             f"({', '.join(self.domains)}); add an alias with --kernel-map")
+        return dom
+
 
 def read_kernel_map(path: Path) -> dict[str, str]:
     """Parse a kernel-map file: ``ALIAS = DOMAIN`` per line, ``#`` starts a comment."""
@@ -108,9 +115,3 @@ def read_kernel_map(path: Path) -> dict[str, str]:
         mapping[alias.strip()] = dom.strip()
     return mapping
 
-
-def sharpness(domain: str, known: Mapping[str, float] | None = None) -> float | None:
-    """Sharpness rank of a domain: from ``known`` (model metadata), the built-in table, or None."""
-    if known and domain in known:
-        return float(known[domain])
-    return BUILTIN_SHARPNESS.get(domain)

@@ -4,7 +4,7 @@
 
 The predicted MTF is W(f) x detector aperture (0.6 mm box) x focal spot (0.32 mm FWHM) x the
 phantom's fine-pixel box (0.342 mm), up to the detector band limit (14.18 lp/cm); the noise ratio is sqrt(integral f^2 W^2) relative to B30f.
-Prints the window parameters that kernelconv/sim/kernels.py holds and their predicted figures;
+Prints the window parameters that kernelconv/kernel_response.py holds and their predicted figures;
 the figures that count are the ones `kernelconv qa` measures on reconstructed images.
 """
 

@@ -12,7 +12,7 @@ import pytest
 from helpers import run_cli
 
 from kernelconv.evaluation.qa import measure_qa
-from kernelconv.sim.kernels import load_kernel_table
+from kernelconv.kernel_response import load_response_table
 from kernelconv.sim.scanner import MU_WATER, Geometry, fbp, hu_to_mu, project
 
 
@@ -33,7 +33,7 @@ def test_projector_matches_analytic_disk_and_fbp_is_unbiased() -> None:
         chord = 2 * MU_WATER * np.sqrt(np.clip(r * r - (t - centre) ** 2, 0, None))
         inner = np.abs(t - centre) < r - 3
         np.testing.assert_allclose(proj[view][inner], chord[inner], atol=0.01)
-    images = fbp(proj, geo, list(load_kernel_table().values()))
+    images = fbp(proj, geo, list(load_response_table().values()))
     c2 = (np.arange(geo.size) - geo.size / 2 + 0.5) * geo.pixel
     X2, Y2 = np.meshgrid(c2, c2)
     water = (X2 - cx) ** 2 + (Y2 - cy) ** 2 <= (r - 10) ** 2
@@ -50,7 +50,7 @@ def test_qa_phantom_meets_the_kernel_spec(tmp_path: Path, capsys) -> None:
     assert code == 0, err
     results = {r.kernel: r for r in measure_qa(tmp_path / "qa")}
     assert set(results) == {"B30f", "B50f", "B70f"}
-    table = load_kernel_table()
+    table = load_response_table()
     for name, r in results.items():
         checks = r.checks(table[name])
         assert checks and all(checks.values()), (name, r.mtf.mtf50, r.mtf.mtf10, r.mtf.peak,

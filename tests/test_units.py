@@ -17,7 +17,7 @@ from kernelconv.dicom.derived import derived_uid
 from kernelconv.dicom.paths import file_names, sanitise
 from kernelconv.errors import KernelError, ModelError
 from kernelconv.hu import hu_to_stored, hu_to_unit, stored_range, stored_to_hu, unit_to_hu
-from kernelconv.kernels import KernelTable, read_kernel_map
+from kernelconv.kernels import KernelAliases, read_kernel_map
 from kernelconv.modelfile import load_model, read_info
 from kernelconv.nets import Generator, GeneratorConfig
 
@@ -52,14 +52,14 @@ def test_hu_to_stored_rounds_and_clips() -> None:
 
 
 def test_kernel_table_aliases_and_errors(tmp_path: Path) -> None:
-    table = KernelTable.for_domains(["B30f", "B50f", "B70f"])
+    table = KernelAliases.for_domains(["B30f", "B50f", "B70f"])
     assert table.resolve(" b30S ") == "B30f"
     assert table.resolve("B70f") == "B70f"
     with pytest.raises(KernelError, match="'FC51'.*B30f, B50f, B70f"):
         table.resolve("FC51")
     kmap = tmp_path / "k.txt"
     kmap.write_text("STANDARD = B30f  # GE\n\nLUNG=b70F\n")
-    table = KernelTable.for_domains(["B30f", "B50f", "B70f"], read_kernel_map(kmap))
+    table = KernelAliases.for_domains(["B30f", "B50f", "B70f"], read_kernel_map(kmap))
     assert table.resolve("standard") == "B30f" and table.resolve("LUNG") == "B70f"
     kmap.write_text("nonsense line\n")
     with pytest.raises(Exception, match="k.txt:1"):

@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from kernelconv import __version__
+from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class SeriesInfo:
     series_description: str
     study_description: str = "Simulated chest CT"
     manufacturer: str = "kernelconv simulator"
-    pixel_mm: float = 0.68359375
+    pixel_mm: float = REFERENCE_PIXEL_MM
     slice_mm: float = 1.0
     kvp: float = 120.0
     exposure_mas: float | None = None

@@ -3,24 +3,30 @@
 Ohkubo et al. (Med Phys 2011) convert between kernels by multiplying the image spectrum with
 MTF_target(f) / MTF_source(f). Everything between the object and the filter (detector
 aperture, focal spot) is common to both kernels and cancels, so the ratio is the ratio of the
-kernels' windows W_target / W_source from the kernel table (kernelconv.sim.kernels). Where the
-source attenuates a frequency that the target keeps (soft -> sharp) the ratio explodes with the
-noise, so the filter is regularised Wiener-style:
+kernels' windows W_target / W_source from the kernel response table
+(kernelconv.kernel_response). Where the source attenuates a frequency that the target keeps
+(soft -> sharp) the ratio explodes with the noise, so the filter is regularised Wiener-style:
 
     H(f) = W_t(f) W_s(f) / (W_s(f)^2 + lambda (f / 10 lp/cm)^2)
 
 with lambda = SHARP_TO_SOFT_LAMBDA (tiny: practically the exact ratio) when the target is
 softer, SOFT_TO_SHARP_LAMBDA when it is sharper; the regularisation grows with frequency, as
-the noise-to-signal ratio does, so H(0) = 1 and mean HU are kept exactly. Noise texture is not restored (it cannot be:
-the soft kernel removed it). Exact for parallel-beam FBP of the simulator, an approximation on
-real scanners whose kernels the table only approximates. No learned parameters.
+the noise-to-signal ratio does, so H(0) = 1 and mean HU are kept exactly. Noise texture is not
+restored (it cannot be: the soft kernel removed it). Exact for parallel-beam FBP of the
+simulator, an approximation on real scanners whose kernels the table only approximates. No
+learned parameters.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kernelconv.sim.kernels import KernelSpec, load_kernel_table
+from kernelconv.kernel_response import (
+    REFERENCE_PIXEL_MM,
+    KernelResponse,
+    domain_sharpness,
+    load_response_table,
+)
 
 SHARP_TO_SOFT_LAMBDA = 1e-4
 SOFT_TO_SHARP_LAMBDA = 1e-3
@@ -28,13 +34,13 @@ PAD = 32  # pixels of reflection padding against wrap-around at the image border
 
 
 class FilterEngine:
-    """MTF-ratio filter between the kernels of the simulator's kernel table."""
+    """MTF-ratio filter between the kernels of the kernel response table."""
 
-    def __init__(self, table: dict[str, KernelSpec] | None = None,
+    def __init__(self, table: dict[str, KernelResponse] | None = None,
                  soft_to_sharp_lambda: float = SOFT_TO_SHARP_LAMBDA) -> None:
-        self.table = table or load_kernel_table()
+        self.table = table or load_response_table()
         self.domains = tuple(self.table)
-        self.domain_sharpness = {k: v.sharpness for k, v in self.table.items()}
+        self.domain_sharpness = domain_sharpness(self.domains, table=self.table)
         self.soft_to_sharp_lambda = soft_to_sharp_lambda
         self._grids: dict[tuple[str, str, tuple[int, ...], float], np.ndarray] = {}
         self.method_id = f"mtf-ratio-filter-1-l{soft_to_sharp_lambda:g}"
@@ -44,7 +50,7 @@ class FilterEngine:
     def transfer(self, source: str, target: str, f_lpcm: np.ndarray) -> np.ndarray:
         ws = self.table[source].window(f_lpcm)
         wt = self.table[target].window(f_lpcm)
-        sharper = self.table[target].sharpness > self.table[source].sharpness
+        sharper = self.domain_sharpness[target] > self.domain_sharpness[source]
         lam = self.soft_to_sharp_lambda if sharper else SHARP_TO_SOFT_LAMBDA
         return wt * ws / (ws * ws + lam * (f_lpcm / 10.0) ** 2)
 
@@ -60,7 +66,7 @@ class FilterEngine:
         return self._grids[key]
 
     def convert(self, hu: np.ndarray, source: str, target: str,
-                pixel_mm: float = 0.68359375) -> np.ndarray:
+                pixel_mm: float = REFERENCE_PIXEL_MM) -> np.ndarray:
         """(B, H, W) HU in ``source`` -> (B, H, W) HU in ``target``; pixel size in mm."""
         if source == target:
             return hu.astype(np.float32, copy=True)

@@ -32,6 +32,7 @@ from kernelconv.dicom.dataset import pixel_spacing_mm, read_hu_slices
 from kernelconv.dicom.discovery import Series, discover
 from kernelconv.errors import InputError
 from kernelconv.evaluation.metrics import mae, psnr, rmse, ssim
+from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 from kernelconv.kernels import first_kernel_value
 
 _DERIVATION = re.compile(r"conversion (\S+) -> (\S+)")
@@ -153,7 +154,7 @@ def load_series(series: Series) -> LoadedSeries:
                         str(first.get("StudyInstanceUID", "")),
                         str(first.get("FrameOfReferenceUID", "")),
                         np.array(positions, dtype=np.float64), np.stack(images),
-                        pixel_spacing_mm(first) or 0.68359375)
+                        pixel_spacing_mm(first) or REFERENCE_PIXEL_MM)
 
 
 def load_truths(folder: Path) -> dict[str, Truth]:

@@ -11,7 +11,7 @@ from kernelconv.dicom.dataset import read_hu_slices
 from kernelconv.dicom.discovery import discover
 from kernelconv.errors import InputError
 from kernelconv.evaluation.mtf import MtfResult, circular_edge_mtf, roi_noise_sd
-from kernelconv.sim.kernels import KernelSpec
+from kernelconv.kernel_response import KernelResponse
 from kernelconv.sim.phantom import (
     QA_ROD_CENTRE,
     QA_ROD_HU,
@@ -30,7 +30,7 @@ class QaResult:
     noise_sd: float
     noise_ratio: float | None = None  # relative to the reference kernel (B30f)
 
-    def checks(self, spec: KernelSpec | None) -> dict[str, bool]:
+    def checks(self, spec: KernelResponse | None) -> dict[str, bool]:
         """Which spec targets this measurement meets (empty if the kernel has no spec)."""
         if spec is None:
             return {}
@@ -76,7 +76,7 @@ def measure_qa(folder: Path, reference: str = "B30f") -> list[QaResult]:
     return results
 
 
-def plot_mtf(results: list[QaResult], path: Path, table: dict[str, KernelSpec]) -> None:
+def plot_mtf(results: list[QaResult], path: Path, table: dict[str, KernelResponse]) -> None:
     """MTF curves with the spec's MTF50/MTF10 targets marked."""
     import matplotlib
 

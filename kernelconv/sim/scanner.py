@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import finufft
 import numpy as np
 
-from kernelconv.sim.kernels import KernelSpec
+from kernelconv.kernel_response import KernelResponse
 
 #: linear attenuation of water at the effective energy of a 120 kVp beam (~70 keV), 1/mm
 MU_WATER = 0.0193
@@ -132,7 +132,7 @@ def ramp_filter(n: int, spacing: float) -> np.ndarray:
     return np.fft.fft(h).real * spacing
 
 
-def fbp(proj: np.ndarray, geo: Geometry, kernels: list[KernelSpec],
+def fbp(proj: np.ndarray, geo: Geometry, kernels: list[KernelResponse],
         threads: int = 1) -> np.ndarray:
     """Filtered backprojection, once per kernel: (len(kernels), size, size) in HU."""
     n_pad = 2 * geo.n_det

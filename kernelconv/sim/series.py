@@ -26,7 +26,7 @@ import numpy as np
 
 from kernelconv import __version__
 from kernelconv.dicom.synthetic import SeriesInfo, ct_image, uid
-from kernelconv.sim.kernels import KernelSpec
+from kernelconv.kernel_response import KernelResponse
 from kernelconv.sim.phantom import ChestPatient, qa_slice
 from kernelconv.sim.scanner import Geometry, add_noise, fbp, hu_to_mu, project
 
@@ -61,7 +61,7 @@ def patient_seed(seed: int, index: int) -> int:
 def simulate(
     out: Path,
     config: SimulationConfig,
-    table: dict[str, KernelSpec],
+    table: dict[str, KernelResponse],
     on_slice: Callable[[int], None] = lambda n: None,
     on_patient: Callable[[int, str], None] = lambda i, status: None,
 ) -> list[Path]:
@@ -97,7 +97,7 @@ def simulate(
 
 
 def _simulate_patient(folder: Path, name: str, index: int, config: SimulationConfig,
-                      geo: Geometry, kernels: list[KernelSpec],
+                      geo: Geometry, kernels: list[KernelResponse],
                       on_slice: Callable[[int], None]) -> None:
     pseed = patient_seed(config.seed, index)
     qa = config.phantom == "qa"

@@ -7,10 +7,9 @@ from typing import Any
 
 from kernelconv import __version__
 from kernelconv.errors import InputError
-from kernelconv.kernels import BUILTIN_SHARPNESS
+from kernelconv.kernel_response import domain_sharpness
 from kernelconv.modelfile import SUFFIX, ModelInfo, save_model, user_models_dir
-from kernelconv.sim.kernels import load_kernel_table
-from kernelconv.training.loop import latest_checkpoint, read_checkpoint, training_phases
+from kernelconv.training.checkpoint import latest_checkpoint, read_checkpoint, training_phases
 
 
 def export_model(source: Path, name: str, models_dir: Path | None = None,
@@ -24,9 +23,7 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     domains = list(state["domains"])
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
-    sim = load_kernel_table()
-    sharp = {d: float(sim[d].sharpness) if d in sim else BUILTIN_SHARPNESS.get(d, float(i))
-             for i, d in enumerate(domains)}
+    sharp = domain_sharpness(domains)
     cfg = state["config"]
     method, phases = describe_training(training_phases(state), int(state["iteration"]))
     provenance = {

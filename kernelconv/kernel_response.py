@@ -1,4 +1,10 @@
-"""The declarative table of simulated reconstruction kernels.
+"""The kernel response table: how each reconstruction kernel filters the image.
+
+Not to be confused with the kernel *aliases* of :mod:`kernelconv.kernels` (which header names
+mean which model domain): this table says what a kernel DOES, as an apodisation window in
+physical frequency. The simulator reconstructs with it, the classical filter engine divides
+its windows, `qa` checks measurements against its targets and `export` records its
+sharpness ranks; it lives below all of them.
 
 Each kernel is an apodisation window W(f) multiplying the ramp filter |f| of FBP:
 
@@ -15,13 +21,14 @@ the window times this scanner's detector aperture and focal-spot response meets 
 (`python scripts/fit_kernel_windows.py` reruns the fit); `kernelconv qa` then MEASURES the
 reconstructed images and tests/test_sim.py asserts every kernel lands inside the spec.
 
-Users add kernels with a JSON file (`kernelconv simulate --kernel-table FILE`), a list of
-objects with the fields of :class:`KernelSpec`.
+Users add kernels with a JSON file (`--kernel-table FILE` of `simulate` and `qa`), a list
+of objects with the fields of :class:`KernelResponse`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -29,9 +36,13 @@ import numpy as np
 
 from kernelconv.errors import UsageError
 
+#: the pixel spacing the kernel specification is stated at (350 mm field of view on 512 x 512),
+#: and the spacing assumed when a header gives none
+REFERENCE_PIXEL_MM = 350.0 / 512.0
+
 
 @dataclass(frozen=True)
-class KernelSpec:
+class KernelResponse:
     """One reconstruction kernel: its window parameters and its specification targets."""
 
     name: str
@@ -62,15 +73,15 @@ class KernelSpec:
 
 _SPEC = "project kernel spec (shared/notes/kernel-physics.md), fitted window"
 
-BUILTIN_KERNELS: tuple[KernelSpec, ...] = (
-    KernelSpec("B30f", cutoff=3.8, order=2.0, sharpness=30,
+BUILTIN_RESPONSES: tuple[KernelResponse, ...] = (
+    KernelResponse("B30f", cutoff=3.8, order=2.0, sharpness=30,
                mtf50=(3.5, 0.3), mtf10=(6.0, 0.4), peak=(0.0, 1.02), noise_ratio=(1.0, 1.0),
                source=_SPEC),
-    KernelSpec("B50f", cutoff=5.887, order=1.7281, bump_gain=0.3016, bump_center=3.9802,
+    KernelResponse("B50f", cutoff=5.887, order=1.7281, bump_gain=0.3016, bump_center=3.9802,
                bump_width=2.0031, floor=0.0, sharpness=50,
                mtf50=(5.3, 0.3), mtf10=(8.3, 0.5), peak=(0.0, 1.05), noise_ratio=(2.0, 3.5),
                source=_SPEC),
-    KernelSpec("B70f", cutoff=10.2858, order=1.0, bump_gain=1.3982, bump_center=5.4818,
+    KernelResponse("B70f", cutoff=10.2858, order=1.0, bump_gain=1.3982, bump_center=5.4818,
                bump_width=2.2597, floor=0.0267, sharpness=70,
                mtf50=(7.6, 0.4), mtf10=(11.0, 0.6), peak=(1.2, 1.5), noise_ratio=(5.0, 9.0),
                source=_SPEC),
@@ -86,23 +97,27 @@ def _tuple(v: object) -> tuple[float, float] | None:
     return float(pair[0]), float(pair[1])
 
 
-def load_kernel_table(path: Path | None = None) -> dict[str, KernelSpec]:
+#: kernel name -> its response
+ResponseTable = dict[str, KernelResponse]
+
+
+def load_response_table(path: Path | None = None) -> ResponseTable:
     """The built-in kernels plus (overriding by name) those in a JSON file."""
-    table = {k.name: k for k in BUILTIN_KERNELS}
+    table = {k.name: k for k in BUILTIN_RESPONSES}
     if path is None:
         return table
     try:
         items = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(items, list):
             raise ValueError("expected a JSON list of kernels")
-        names = {f.name for f in fields(KernelSpec)}
+        names = {f.name for f in fields(KernelResponse)}
         for item in items:
             unknown = set(item) - names
             if unknown:
                 raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
             for key in ("mtf50", "mtf10", "peak", "noise_ratio"):
                 item[key] = _tuple(item.get(key))
-            spec = KernelSpec(**item)
+            spec = KernelResponse(**item)
             if spec.cutoff <= 0 or spec.order <= 0 or spec.bump_width <= 0:
                 raise ValueError(f"{spec.name}: cutoff, order and bump_width must be > 0")
             table[spec.name] = spec
@@ -111,5 +126,29 @@ def load_kernel_table(path: Path | None = None) -> dict[str, KernelSpec]:
     return table
 
 
-def kernel_table_json(table: dict[str, KernelSpec]) -> str:
+def response_table_json(table: ResponseTable) -> str:
     return json.dumps([asdict(k) for k in table.values()], indent=2)
+
+
+def sharpness_of(kernel: str, known: Mapping[str, float] | None = None,
+                 table: ResponseTable | None = None) -> float | None:
+    """A kernel's sharpness rank (higher is sharper): from ``known`` (a model's metadata),
+    else the response table's, else None. The one place sharpness ranks come from."""
+    if known and kernel in known:
+        return float(known[kernel])
+    spec = (table if table is not None else _BUILTIN_TABLE).get(kernel)
+    return float(spec.sharpness) if spec is not None else None
+
+
+def domain_sharpness(domains: Iterable[str], known: Mapping[str, float] | None = None,
+                     table: ResponseTable | None = None) -> dict[str, float]:
+    """Sharpness rank per domain; a domain with no known rank gets its label index (a model's
+    label order is soft to sharp by convention)."""
+    ranks = {}
+    for i, d in enumerate(domains):
+        rank = sharpness_of(d, known, table)
+        ranks[d] = float(i) if rank is None else rank
+    return ranks
+
+
+_BUILTIN_TABLE: ResponseTable = {k.name: k for k in BUILTIN_RESPONSES}
