@@ -26,6 +26,7 @@ from typing import Any
 
 from kernelconv.bundled import bundled_models_dir
 from kernelconv.errors import ModelError, NoModelError
+from kernelconv.fileio import atomic_write_bytes
 from kernelconv.hu import HU_MAX, HU_MIN
 
 FORMAT = "kernelconv-model"
@@ -73,9 +74,7 @@ def save_model(path: Path, info: ModelInfo, state_dict: Mapping[str, Any]) -> Mo
     info.weights_sha256 = hashlib.sha256(plain[8 + header_len:]).hexdigest()
     blob = save(tensors, metadata={"kernelconv": json.dumps(info.to_json(), sort_keys=True)})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, blob)
     info.path = path
     return info
 

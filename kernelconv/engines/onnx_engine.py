@@ -28,6 +28,7 @@ import numpy as np
 from kernelconv import __version__
 from kernelconv.engines import GeneratorEngine, one_hot
 from kernelconv.errors import ModelError, UsageError
+from kernelconv.fileio import atomic_path
 from kernelconv.modelfile import ModelInfo, info_from_metadata, load_model, read_info
 
 OPSET = 18
@@ -99,9 +100,8 @@ def export_onnx(model_path: Path, out: Path) -> Path:
     entry.key, entry.value = META_KEY, json.dumps(meta, sort_keys=True)
     proto.producer_name, proto.producer_version = "kernelconv", __version__
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
     return out
 
 
@@ -130,12 +130,12 @@ def onnx_cache_dir() -> Path:
     return Path(base) / "kernelconv" / "onnx"
 
 
-def onnx_file_for(model_path: Path) -> Path:
+def onnx_file_for(model_path: Path, info: ModelInfo | None = None) -> Path:
     """The ONNX file for a model: the file itself, a matching NAME.onnx beside it, or the cached
-    export (made now if missing)."""
+    export (made now if missing). ``info``: the model's metadata when the caller has read it."""
     if model_path.suffix == ONNX_SUFFIX:
         return model_path
-    info = read_info(model_path)
+    info = info or read_info(model_path)
     beside = model_path.with_suffix(ONNX_SUFFIX)
     if beside.is_file():
         try:
@@ -153,16 +153,22 @@ class OnnxEngine(GeneratorEngine):
     """Runs a kernelconv model through ONNX Runtime (CUDA execution provider when asked for or,
     with ``auto``, when onnxruntime-gpu sees a GPU; otherwise the CPU provider)."""
 
-    def __init__(self, model_path: Path, device: str = "auto", precision: str = "fp32") -> None:
+    def __init__(self, model_path: Path, device: str = "auto", precision: str = "fp32",
+                 info: ModelInfo | None = None, onnx_path: Path | None = None) -> None:
+        """``model_path``: a .onnx file or a .safetensors model (its ONNX export is found or
+        made). ``info`` and ``onnx_path``, when the caller (engines.select) has already read
+        the metadata and resolved the graph, are used as they are instead of reading again."""
         ort = _require("onnxruntime")
         if precision != "fp32":
             raise UsageError(f"--backend onnx runs fp32 only, not --precision {precision} "
                              "(docs/performance.md says why)")
-        path = onnx_file_for(model_path)
-        info = read_onnx_info(path)
-        if model_path.suffix != ONNX_SUFFIX and \
-                info.weights_sha256 != read_info(model_path).weights_sha256:
-            raise ModelError(f"{path}: exported from other weights than {model_path}")
+        if onnx_path is None or info is None:
+            source_info = read_info(model_path) if model_path.suffix != ONNX_SUFFIX else None
+            onnx_path = onnx_file_for(model_path, source_info)
+            info = read_onnx_info(onnx_path)
+            if source_info is not None and info.weights_sha256 != source_info.weights_sha256:
+                raise ModelError(f"{onnx_path}: exported from other weights than {model_path}")
+        path = onnx_path
         have = ort.get_available_providers()
         spec = device.strip().lower()
         if spec.startswith("cuda") and "CUDAExecutionProvider" not in have:

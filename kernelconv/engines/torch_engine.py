@@ -11,7 +11,7 @@ import torch
 
 from kernelconv.engines import GeneratorEngine
 from kernelconv.errors import ModelError, UsageError
-from kernelconv.modelfile import load_model
+from kernelconv.modelfile import ModelInfo, load_model
 from kernelconv.nets.generator import Generator, GeneratorConfig
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -62,33 +62,18 @@ def run_generator(net: Generator, x: torch.Tensor, labels: torch.Tensor,
     return out
 
 
-class TorchEngine(GeneratorEngine):
-    """Runs a kernelconv model file's generator."""
+class ModuleEngine(GeneratorEngine):
+    """Runs a generator module already in memory (e.g. the one being trained) through exactly
+    the conversion `convert` uses: the same normalisation, padding and crop. The module is
+    used as it is (device, memory format and mode are the caller's)."""
 
-    def __init__(self, model_path: Path, device: str = "auto", precision: str = "fp32") -> None:
-        info, state = load_model(model_path)
-        try:
-            self.config = GeneratorConfig.from_dict(info.arch_args)
-            net = Generator(self.config)
-            net.load_state_dict(state, strict=True)
-        except (ValueError, RuntimeError) as exc:
-            first = str(exc).splitlines()[0]
-            raise ModelError(f"{model_path}: weights do not fit the architecture ({first})") \
-                from None
-        self.device = resolve_device(device)
-        if precision not in PRECISIONS:
-            raise DeviceError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
-        if precision != "fp32" and self.device.type != "cuda":
-            raise DeviceError(f"--precision {precision} needs a CUDA device; the CPU runs fp32")
+    def __init__(self, net: Generator, info: ModelInfo, precision: str = "fp32") -> None:
+        self.net = net
+        self.device = next(net.parameters()).device
         self.precision = precision
-        net = net.eval().to(self.device)
-        on_gpu = self.device.type == "cuda"
-        self.memory_format = torch.channels_last if on_gpu else torch.contiguous_format
-        self.net = net.to(memory_format=self.memory_format)  # type: ignore[call-overload]
-        # slices per forward pass: the whole batch on a GPU; one on the CPU, where batch 1 in
-        # NCHW beat batch 2-4 in channels_last by 10-20% (measured, docs/performance.md)
-        self.chunk = 1 << 30 if on_gpu else 1
-        super().__init__(info, self.config.size_multiple)
+        self.memory_format = torch.contiguous_format
+        self.chunk = 1 << 30
+        super().__init__(info, net.config.size_multiple)
 
     def forward(self, unit: np.ndarray, target: int) -> np.ndarray:
         x = torch.from_numpy(unit)
@@ -100,4 +85,34 @@ class TorchEngine(GeneratorEngine):
             y = torch.cat([run_generator(self.net, x[i:i + self.chunk],
                                          labels[i:i + self.chunk], self.precision)
                            for i in range(0, len(x), self.chunk)])
-        return y.cpu().numpy()
+        return y.float().cpu().numpy()
+
+
+class TorchEngine(ModuleEngine):
+    """Runs a kernelconv model file's generator: loaded and verified once, moved to the device;
+    on CUDA batched and channels_last, on the CPU one slice per forward pass in NCHW."""
+
+    def __init__(self, model_path: Path, device: str = "auto", precision: str = "fp32") -> None:
+        info, state = load_model(model_path)
+        try:
+            config = GeneratorConfig.from_dict(info.arch_args)
+            net = Generator(config)
+            net.load_state_dict(state, strict=True)
+        except (ValueError, RuntimeError) as exc:
+            first = str(exc).splitlines()[0]
+            raise ModelError(f"{model_path}: weights do not fit the architecture ({first})") \
+                from None
+        self.config = config
+        dev = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise DeviceError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+        if precision != "fp32" and dev.type != "cuda":
+            raise DeviceError(f"--precision {precision} needs a CUDA device; the CPU runs fp32")
+        on_gpu = dev.type == "cuda"
+        memory_format = torch.channels_last if on_gpu else torch.contiguous_format
+        net = net.eval().to(dev).to(memory_format=memory_format)  # type: ignore[call-overload]
+        super().__init__(net, info, precision)
+        self.memory_format = memory_format
+        # slices per forward pass: the whole batch on a GPU; one on the CPU, where batch 1 in
+        # NCHW beat batch 2-4 in channels_last by 10-20% (measured, docs/performance.md)
+        self.chunk = 1 << 30 if on_gpu else 1

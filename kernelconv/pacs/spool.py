@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kernelconv.dicom.paths import sanitise
+from kernelconv.fileio import PART_SUFFIX, atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Spool:
         self._busy: set[str] = set()
         for d in sorted(self.incoming.iterdir()):  # restart recovery
             if d.is_dir():
-                for part in d.glob("*.part"):
+                for part in d.glob(f"*{PART_SUFFIX}"):
                     part.unlink()  # an instance never acknowledged
                 files = [f for f in d.iterdir() if f.suffix == ".dcm"]
                 if files:
@@ -58,13 +59,8 @@ class Spool:
         folder = self.incoming / key
         folder.mkdir(exist_ok=True)
         final = folder / f"{sanitise(sop_uid, 'no-sop-uid')}.dcm"
-        part = folder / (final.name + f".{threading.get_ident()}.part")
         resent = final.exists()  # the same instance sent again replaces, does not add
-        with open(part, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(part, final)
+        atomic_write_bytes(final, data, fsync=True)
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # the rename itself is durable
@@ -127,6 +123,4 @@ class Spool:
             data = {"updated": time.time(), "counts": counts,
                     "series": [asdict(r) for r in sorted(self.records.values(),
                                                          key=lambda r: -r.updated)[:200]]}
-        part = self.root / "status.json.part"
-        part.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(part, self.root / "status.json")
+        atomic_write_text(self.root / "status.json", json.dumps(data, indent=1) + "\n")

@@ -22,15 +22,15 @@ import numpy as np
 from kernelconv.dicom.dataset import read_hu_slices
 from kernelconv.dicom.discovery import discover
 from kernelconv.errors import InputError, KernelconvError
-from kernelconv.hu import HU_MAX, HU_MIN
-from kernelconv.kernels import KernelTable
+from kernelconv.fileio import atomic_write_text
+from kernelconv.hu import HU_MAX, HU_MIN, hu_to_unit
+from kernelconv.kernels import KernelAliases
 
 CACHE_VERSION = 1
 
 
 def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
-                kernel_map: Mapping[str, str] | None = None,
-                on_series: object = None) -> dict[str, object]:
+                kernel_map: Mapping[str, str] | None = None) -> dict[str, object]:
     """Decode every usable series once into ``cache_dir``; returns the index (also saved)."""
     index_path = cache_dir / "index.json"
     if index_path.is_file():
@@ -39,7 +39,7 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
                 index.get("sources") == [str(d.resolve()) for d in data_dirs]:
             return dict(index)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    table = KernelTable.for_domains(domains, kernel_map)
+    table = KernelAliases.for_domains(domains, kernel_map)
     entries: list[dict[str, object]] = []
     skipped: list[dict[str, str]] = []
     for data_dir in data_dirs:
@@ -68,15 +68,13 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
                             "positions": [round(float(s.position or 0.0), 3)
                                           for s in series.slices],
                             "shape": list(arr.shape), "folder": series.folder})
-            if callable(on_series):
-                on_series(series.folder)
     if not entries:
         raise InputError("no training series found for the domains "
                          f"{', '.join(domains)} in {', '.join(map(str, data_dirs))}")
     index = {"version": CACHE_VERSION, "domains": domains,
              "sources": [str(d.resolve()) for d in data_dirs], "series": entries,
              "skipped": skipped}
-    index_path.write_text(json.dumps(index, indent=1) + "\n")
+    atomic_write_text(index_path, json.dumps(index, indent=1) + "\n")
     return index
 
 
@@ -114,7 +112,7 @@ class SliceSampler:
 
     @staticmethod
     def _unit(a: np.ndarray) -> np.ndarray:
-        return ((a.astype(np.float32) - HU_MIN) * (2.0 / (HU_MAX - HU_MIN)) - 1.0)
+        return hu_to_unit(a)
 
     def batch(self, size: int, paired: bool = False) -> tuple[np.ndarray, np.ndarray,
                                                                np.ndarray | None,

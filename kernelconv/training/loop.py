@@ -1,4 +1,8 @@
-"""The GGCL training loop: schedule, optimisers, distributed runs, checkpoints, logging.
+"""The GGCL training loop: schedule, optimisers, distributed runs, logging.
+
+Settings live in :mod:`kernelconv.training.config`, checkpoints in
+:mod:`kernelconv.training.checkpoint`; the loss object (:mod:`kernelconv.training.losses`) owns
+the phases.
 
 Defaults reproduce the paper: Adam (lr 1e-4, betas 0.5/0.999), batch 2, n_critic 5, WGAN-GP,
 lambda_cls 1, lambda_cyc 10, GGCL lambda 2 with 64 patches and tau 0.07, 400k iterations on full
@@ -15,105 +19,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
-from kernelconv import __version__
-from kernelconv.errors import InputError, UsageError
+from kernelconv.errors import UsageError
 from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig
 from kernelconv.nets.generator import Generator, GeneratorConfig
+from kernelconv.training.checkpoint import (
+    latest_checkpoint,
+    load_states,
+    read_checkpoint,
+    same_training,
+    save_checkpoint,
+    training_phases,
+)
+from kernelconv.training.config import TrainConfig
 from kernelconv.training.data import SliceSampler, build_cache
 from kernelconv.training.losses import LossWeights, StarGanLoss
 
 if TYPE_CHECKING:
     from kernelconv.training.warmstart import InitSource
-
-
-@dataclass
-class TrainConfig:
-    """Every training setting; a JSON config file holds any subset of these fields."""
-
-    domains: list[str] = field(default_factory=lambda: ["B30f", "B50f", "B70f"])
-    kernel_map: dict[str, str] = field(default_factory=dict)
-    iters: int = 400_000
-    batch_size: int = 2
-    crop: int | None = None  # None: full slices (the paper)
-    lr_g: float = 1e-4
-    lr_d: float = 1e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    n_critic: int = 5
-    lambda_cls: float = 1.0
-    lambda_cyc: float = 10.0
-    lambda_gp: float = 10.0
-    lambda_reg: float = 2.0
-    reg: str = "ggcl"  # ggcl | ggdr | none
-    n_patches: int = 64
-    tau: float = 0.07
-    lr_decay_start: int | None = None  # default: iters // 2
-    target_sampling: str = "shuffle"  # shuffle (the reference) | random
-    paired: bool = False  # extension: L1 to the real target slice
-    lambda_paired: float = 10.0
-    g_warmup_iters: int = 0  # extension (paired only): first N iterations train G on L1 alone
-    g_conv_dim: int = 64
-    g_repeat: int = 6
-    d_conv_dim: int = 32
-    d_layers: int = 7
-    seed: int = 0
-    ckpt_every: int = 1000
-    val_every: int = 0  # 0: at every checkpoint (when --val is given)
-    val_slices: int = 4
-    keep_ckpts: int = 3
-    log_every: int = 50
-    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
-    compile: bool = False
-    init: str | None = None  # extension: where a new run's weights came from (--init)
-
-    @staticmethod
-    def read_file(path: Path) -> dict[str, Any]:
-        """The settings a JSON config file gives (validated by ``updated``)."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{path}: cannot read training config ({exc})") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"{path}: a training config is a JSON object of settings")
-        return data
-
-    @classmethod
-    def from_file(cls, path: Path) -> TrainConfig:
-        return cls().updated(cls.read_file(path), str(path))
-
-    def updated(self, data: dict[str, Any], origin: str = "config") -> TrainConfig:
-        names = {f.name for f in fields(self)}
-        unknown = set(data) - names
-        if unknown:
-            raise UsageError(f"{origin}: unknown setting(s) {', '.join(sorted(unknown))}")
-        merged = {**asdict(self), **data}
-        cfg = TrainConfig(**merged)
-        if cfg.reg not in ("ggcl", "ggdr", "none"):
-            raise UsageError(f"{origin}: reg must be ggcl, ggdr or none")
-        if cfg.amp not in ("none", "bf16", "fp16"):
-            raise UsageError(f"{origin}: amp must be none, bf16 or fp16")
-        if cfg.g_warmup_iters and not cfg.paired:
-            raise UsageError(f"{origin}: g_warmup_iters needs paired data (paired: true)")
-        if cfg.target_sampling not in ("shuffle", "random"):
-            raise UsageError(f"{origin}: target_sampling must be shuffle or random")
-        if cfg.target_sampling == "shuffle" and cfg.batch_size == 1 and not cfg.paired:
-            # a shuffle of one label is that label: G would only ever learn identity mappings
-            raise UsageError(f"{origin}: batch size 1 with target_sampling shuffle never asks "
-                             "for another kernel; use target_sampling random (or batch >= 2)")
-        multiple = 1 << cfg.d_layers
-        if cfg.crop is not None and cfg.crop % multiple:
-            raise UsageError(f"{origin}: crop must be a multiple of {multiple}")
-        return cfg
 
 
 def _dist() -> tuple[int, int, int]:
@@ -135,58 +66,6 @@ def _lr_factor(cfg: TrainConfig, it: int) -> float:
     if it < start or cfg.iters <= start:
         return 1.0
     return max(0.0, 1.0 - (it - start) / (cfg.iters - start))
-
-
-# settings that do not change what the networks are trained with (a run extended with more
-# iterations, or checkpointed more often, is still one phase)
-_BOOKKEEPING = ("iters", "ckpt_every", "val_every", "val_slices", "keep_ckpts", "log_every",
-                "compile", "init")
-
-
-def training_phases(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's history from a checkpoint: [{"start": iteration, "config": {...}}, ...].
-
-    A run resumed with other settings (for example a warm-up, then the adversarial recipe) has
-    one phase per settings change. Checkpoints written before phases were recorded hold only
-    their last config, which is then taken as the whole history.
-    """
-    return list(state.get("phases") or [{"start": 0, "config": state["config"]}])
-
-
-def _same_training(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return {k: v for k, v in a.items() if k not in _BOOKKEEPING} == \
-        {k: v for k, v in b.items() if k not in _BOOKKEEPING}
-
-
-def read_checkpoint(path: Path, map_location: Any = "cpu",
-                    required: tuple[str, ...] = ("G", "config", "domains")) -> dict[str, Any]:
-    """A training checkpoint's state; a file that is not one is an input error (exit 4)."""
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise InputError(f"{path}: not a kernelconv training checkpoint "
-                         f"({type(exc).__name__})") from None
-    missing = [k for k in required if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise InputError(f"{path}: not a kernelconv training checkpoint (no {missing[0]})")
-    return dict(state)
-
-
-def _load_states(pairs: list[tuple[Any, dict[str, Any] | None]], problem: str) -> None:
-    """Load each state into its network or optimiser (None: keep as is); one that does not fit
-    is a usage error saying ``problem`` and the first reason torch gives."""
-    try:
-        for target, state in pairs:
-            if state is not None:
-                target.load_state_dict(state)
-    except (RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[-1].strip()
-        raise UsageError(f"{problem} ({first})") from None
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
-    return ckpts[-1] if ckpts else None
 
 
 @dataclass
@@ -253,13 +132,13 @@ def train(
     if resume and ckpt is None and rank == 0:
         print(f"kernelconv: no checkpoint in {run_dir}; starting a new run")
     if ckpt is None and init is not None:
-        _load_states([(gen, init.g_state), (disc, init.d_state)],
+        load_states([(gen, init.g_state), (disc, init.d_state)],
                      f"--init: {init.label} does not fit this run's networks")
     elif ckpt is not None and init is not None and rank == 0:
         print(f"kernelconv: resuming {run_dir}; --init applies to new runs only")
     if ckpt is not None:
         state = read_checkpoint(ckpt, dev, ("G", "D", "opt_g", "opt_d", "iteration", "config"))
-        _load_states([(gen, state["G"]), (disc, state["D"]), (opt_g, state["opt_g"]),
+        load_states([(gen, state["G"]), (disc, state["D"]), (opt_g, state["opt_g"]),
                       (opt_d, state["opt_d"])],
                      f"{ckpt}: trained with other network settings than these (g_conv_dim, "
                      "g_repeat, d_conv_dim, d_layers, kernels); resume with the run's own "
@@ -270,7 +149,7 @@ def train(
             torch.set_rng_state(state["rng"]["torch"][rank])
             sampler.rng.bit_generator.state = state["rng"]["sampler"][rank]
             patch_state = state["rng"].get("patch", [None] * world)[rank]
-    if not phases or not _same_training(phases[-1]["config"], asdict(cfg)):
+    if not phases or not same_training(phases[-1]["config"], asdict(cfg)):
         phases.append({"start": start, "config": asdict(cfg)})
     loss = StarGanLoss(gen, disc, LossWeights(cfg.lambda_cls, cfg.lambda_cyc, cfg.lambda_gp,
                                               cfg.lambda_reg,
@@ -353,7 +232,7 @@ def train(
                              and time.perf_counter() - t0 >= max_seconds, world)
         if done % cfg.ckpt_every == 0 or done == cfg.iters or out_of_time:
             elapsed = wall + time.perf_counter() - t0
-            last = _save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler,
+            last = save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler,
                                     done, elapsed, rank, world, index, phases,
                                     loss.patch_rng)
         if out_of_time:
@@ -382,45 +261,3 @@ def _summary_writer(run_dir: Path) -> Any:
     except ImportError:  # tensorboard is optional
         return None
     return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-def _gather(obj: Any, world: int) -> list[Any]:
-    if world <= 1:
-        return [obj]
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
-                     dcfg: DiscriminatorConfig, gen: torch.nn.Module, disc: torch.nn.Module,
-                     opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                     sampler: SliceSampler, it: int, wall: float, rank: int, world: int,
-                     index: dict[str, Any], phases: list[dict[str, Any]],
-                     patch_rng: torch.Generator) -> Path | None:
-    """Every rank contributes its RNG states; rank 0 writes atomically and prunes old ones."""
-    torch_states = _gather(torch.get_rng_state(), world)
-    sampler_states = _gather(sampler.rng.bit_generator.state, world)
-    patch_states = _gather(patch_rng.get_state(), world)
-    if rank != 0:
-        return None
-    folder = run_dir / "checkpoints"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"ckpt-{it:08d}.pt"
-    state = {
-        "kernelconv": __version__, "iteration": it, "wall_seconds": wall,
-        "config": asdict(cfg), "phases": phases,
-        "g_config": gcfg.to_dict(), "d_config": dcfg.to_dict(),
-        "domains": cfg.domains, "world_size": world,
-        "data": [s.get("folder") for s in index["series"]],
-        "G": gen.state_dict(), "D": disc.state_dict(),
-        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-        "rng": {"torch": torch_states, "sampler": sampler_states, "patch": patch_states},
-    }
-    part = path.with_name(path.name + ".part")
-    torch.save(state, part)
-    os.replace(part, path)
-    for old in sorted(folder.glob("ckpt-*.pt"))[:-cfg.keep_ckpts]:
-        old.unlink()
-    return path
-

@@ -4,6 +4,10 @@ For every study that holds several training kernels at the same slice positions,
 slices are loaded once; at each validation the generator converts them in every direction
 between the kernels present, and PSNR/SSIM (the paper's setting: HU clipped to [-1024, 3071],
 data range 4095) against the real target-kernel slices are averaged per direction.
+
+The generator runs through the same engine code as `kernelconv convert`
+(:class:`~kernelconv.engines.torch_engine.ModuleEngine`: the same HU normalisation, padding
+and crop), so validation scores exactly what users get.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,15 +24,15 @@ from kernelconv.dicom.dataset import read_hu_slices
 from kernelconv.dicom.discovery import discover
 from kernelconv.errors import InputError, KernelconvError
 from kernelconv.evaluation.metrics import psnr, ssim
-from kernelconv.hu import hu_to_unit, unit_to_hu
-from kernelconv.kernels import KernelTable
+from kernelconv.kernels import KernelAliases
+from kernelconv.modelfile import ModelInfo
 from kernelconv.preview import window
 
 
 class PairedValidation:
     def __init__(self, folder: Path, domains: list[str],
                  kernel_map: Mapping[str, str] | None = None, max_slices: int = 4) -> None:
-        table = KernelTable.for_domains(domains, kernel_map)
+        table = KernelAliases.for_domains(domains, kernel_map)
         by_study: dict[str, dict[int, dict[float, Path]]] = defaultdict(dict)
         for series in discover(folder).series:
             if series.error or series.multiframe or not series.kernel:
@@ -58,22 +63,22 @@ class PairedValidation:
 
     @torch.no_grad()
     def run(self, gen: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        from kernelconv.engines.torch_engine import ModuleEngine
+
         was_training = gen.training
         gen.eval()
+        net: Any = getattr(gen, "_orig_mod", gen)  # the module under torch.compile
+        info = ModelInfo(name="validation", domains=list(self.domains),
+                         arch_args=net.config.to_dict())
+        engine = ModuleEngine(net, info)
         scores: dict[str, list[float]] = defaultdict(list)
         self.samples: dict[str, np.ndarray] = {}
         for study in self.images:
             for s, src in study.items():
-                x = torch.from_numpy(hu_to_unit(src))[:, None].to(device)
-                h, w = x.shape[-2:]
-                ph, pw = (-h) % 4, (-w) % 4
-                xp = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
                 for t, ref in study.items():
                     if t == s:
                         continue
-                    labels = torch.full((len(src),), t, dtype=torch.long, device=device)
-                    out = gen(xp, labels)[:, 0, :h, :w].float().cpu().numpy()
-                    pred = unit_to_hu(out)
+                    pred = engine.convert(src, self.domains[s], self.domains[t])
                     name = f"{self.domains[s]}->{self.domains[t]}"
                     if name not in self.samples:  # source | converted | true target, lung window
                         self.samples[name] = np.concatenate(

@@ -15,7 +15,8 @@ from typing import Any
 
 from kernelconv.errors import InputError, KernelconvError, UsageError
 from kernelconv.modelfile import load_model, resolve_model
-from kernelconv.training.loop import TrainConfig, read_checkpoint
+from kernelconv.training.checkpoint import read_checkpoint
+from kernelconv.training.config import TrainConfig
 
 
 @dataclass

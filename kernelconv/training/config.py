@@ -1,0 +1,90 @@
+"""Every training setting, with the paper's values as defaults, and how settings layer.
+
+A run's settings are ``TrainConfig()`` (the paper) updated by a JSON config file, then by the
+command-line options (``updated``); the result is validated once, here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from kernelconv.errors import UsageError
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting; a JSON config file holds any subset of these fields."""
+
+    domains: list[str] = field(default_factory=lambda: ["B30f", "B50f", "B70f"])
+    kernel_map: dict[str, str] = field(default_factory=dict)
+    iters: int = 400_000
+    batch_size: int = 2
+    crop: int | None = None  # None: full slices (the paper)
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    n_critic: int = 5
+    lambda_cls: float = 1.0
+    lambda_cyc: float = 10.0
+    lambda_gp: float = 10.0
+    lambda_reg: float = 2.0
+    reg: str = "ggcl"  # ggcl | ggdr | none
+    n_patches: int = 64
+    tau: float = 0.07
+    lr_decay_start: int | None = None  # default: iters // 2
+    target_sampling: str = "shuffle"  # shuffle (the reference) | random
+    paired: bool = False  # extension: L1 to the real target slice
+    lambda_paired: float = 10.0
+    g_warmup_iters: int = 0  # extension (paired only): first N iterations train G on L1 alone
+    g_conv_dim: int = 64
+    g_repeat: int = 6
+    d_conv_dim: int = 32
+    d_layers: int = 7
+    seed: int = 0
+    ckpt_every: int = 1000
+    val_every: int = 0  # 0: at every checkpoint (when --val is given)
+    val_slices: int = 4
+    keep_ckpts: int = 3
+    log_every: int = 50
+    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    compile: bool = False
+    init: str | None = None  # extension: where a new run's weights came from (--init)
+
+    @staticmethod
+    def read_file(path: Path) -> dict[str, Any]:
+        """The settings a JSON config file gives (validated by ``updated``)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: cannot read training config ({exc})") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: a training config is a JSON object of settings")
+        return data
+
+    def updated(self, data: dict[str, Any], origin: str = "config") -> TrainConfig:
+        names = {f.name for f in fields(self)}
+        unknown = set(data) - names
+        if unknown:
+            raise UsageError(f"{origin}: unknown setting(s) {', '.join(sorted(unknown))}")
+        merged = {**asdict(self), **data}
+        cfg = TrainConfig(**merged)
+        if cfg.reg not in ("ggcl", "ggdr", "none"):
+            raise UsageError(f"{origin}: reg must be ggcl, ggdr or none")
+        if cfg.amp not in ("none", "bf16", "fp16"):
+            raise UsageError(f"{origin}: amp must be none, bf16 or fp16")
+        if cfg.g_warmup_iters and not cfg.paired:
+            raise UsageError(f"{origin}: g_warmup_iters needs paired data (paired: true)")
+        if cfg.target_sampling not in ("shuffle", "random"):
+            raise UsageError(f"{origin}: target_sampling must be shuffle or random")
+        if cfg.target_sampling == "shuffle" and cfg.batch_size == 1 and not cfg.paired:
+            # a shuffle of one label is that label: G would only ever learn identity mappings
+            raise UsageError(f"{origin}: batch size 1 with target_sampling shuffle never asks "
+                             "for another kernel; use target_sampling random (or batch >= 2)")
+        multiple = 1 << cfg.d_layers
+        if cfg.crop is not None and cfg.crop % multiple:
+            raise UsageError(f"{origin}: crop must be a multiple of {multiple}")
+        return cfg
