@@ -29,12 +29,18 @@ from kernelconv.dicom.derived import Derivation, build_derived, derived_uid
 from kernelconv.dicom.discovery import Discovery, Series, discover
 from kernelconv.dicom.paths import file_names, is_within, series_dir
 from kernelconv.engines import Engine
-from kernelconv.errors import InputError, KernelconvError, OutputError, SeriesError, UsageError
-from kernelconv.kernels import KernelTable
+from kernelconv.errors import InputError, KernelconvError, OutputError, SeriesError
+from kernelconv.fileio import atomic_path, atomic_write_text
+from kernelconv.kernel_response import REFERENCE_PIXEL_MM
+from kernelconv.kernels import KernelAliases
 
 TMP_PREFIX = ".kernelconv-tmp-"
-DEFAULT_PIXEL_MM = 0.68359375  # 350 mm / 512, when a header gives no spacing
 OLD_PREFIX = ".kernelconv-old-"
+REPORT_NAME = "kernelconv-report.json"
+
+
+class NoSeriesError(InputError):
+    """Nothing under the input can be converted (the report says why for each file)."""
 
 
 @dataclass
@@ -49,6 +55,11 @@ class ConvertOptions:
     read_workers: int = 2
     write_workers: int = 2
     keep_preview: bool = False  # keep a middle slice (source, converted) per series in memory
+    #: add to an existing output series (same derived UIDs) instead of replacing it: the
+    #: listener's later rounds of late instances
+    merge: bool = False
+    #: convert series that kernelconv itself derived (skipped by default)
+    include_derived: bool = False
 
 
 @dataclass
@@ -113,10 +124,10 @@ class Planned:
     reason: str = ""
 
 
-def plan_series(
-    series: Series, table: KernelTable, target: str, source_override: str | None
-) -> Planned:
-    """Decide what to do with one series: convert, skip (already at target) or fail."""
+def plan_series(series: Series, table: KernelAliases, options: ConvertOptions) -> Planned:
+    """Decide what to do with one series: convert, skip (already at the target, or derived
+    by kernelconv) or fail."""
+    target, source_override = options.target, options.source_override
     if series.error:
         return Planned(series, None, "failed", series.error)
     kernel = source_override or series.kernel
@@ -166,16 +177,36 @@ def _prefetch(
         yield result
 
 
-def _load(path: Path) -> tuple[Path, Dataset, np.ndarray, np.ndarray]:
+@dataclass
+class LoadedImage:
+    """One source file, read and decoded: its dataset, stored values and HU (frames, rows,
+    columns), and the output file name it gets."""
+
+    path: Path
+    ds: Dataset
+    stored: np.ndarray
+    hu: np.ndarray
+    name: str = ""
+
+    @property
+    def frames(self) -> int:
+        return int(self.hu.shape[0])
+
+    @property
+    def engine_key(self) -> tuple[tuple[int, ...], float]:
+        """Images with the same key go through the engine together: matrix size and spacing."""
+        return self.hu.shape[1:], pixel_spacing_mm(self.ds) or REFERENCE_PIXEL_MM
+
+
+def _load(path: Path) -> LoadedImage:
     ds = read_dataset(path)
     stored, hu = decode_hu(ds, path)
-    return path, ds, stored, hu
+    return LoadedImage(path, ds, stored, hu)
 
 
 def _write(ds: Dataset, path: Path) -> None:
-    part = path.with_name(path.name + ".part")
-    ds.save_as(part, enforce_file_format=True)
-    os.replace(part, path)
+    with atomic_path(path) as part:
+        ds.save_as(part, enforce_file_format=True)
 
 
 def _remove_tree(path: Path) -> None:
@@ -225,33 +256,32 @@ def convert_series(
                 ThreadPoolExecutor(options.write_workers, "kc-write") as writers:
             writes: list[Future[None]] = []
             # a batch collects whole files; multi-frame files contribute all their frames
-            batch: list[tuple[Path, Dataset, np.ndarray, np.ndarray, str]] = []
+            batch: list[LoadedImage] = []
             batch_frames = 0
 
             def flush() -> None:
                 nonlocal batch, batch_frames, index
                 if not batch:
                     return
-                keys = [(b[3].shape[1:], pixel_spacing_mm(b[1]) or DEFAULT_PIXEL_MM)
-                        for b in batch]
+                keys = [b.engine_key for b in batch]
                 outs: dict[int, np.ndarray] = {}
                 for key in dict.fromkeys(keys):  # one engine call per matrix size and spacing
                     ids = [i for i, k in enumerate(keys) if k == key]
-                    stack = np.concatenate([batch[i][3] for i in ids])
+                    stack = np.concatenate([batch[i].hu for i in ids])
                     conv = engine.convert(stack, source_domain, target, pixel_mm=key[1])
                     k = 0
                     for i in ids:
-                        n = batch[i][3].shape[0]
-                        outs[i] = conv[k:k + n]
-                        k += n
-                for i, (_path, ds, stored, hu, name) in enumerate(batch):
-                    n = hu.shape[0]
+                        outs[i] = conv[k:k + batch[i].frames]
+                        k += batch[i].frames
+                for i, image in enumerate(batch):
+                    n = image.frames
                     if options.keep_preview and index <= middle < index + n:
-                        result.preview = (hu[middle - index].copy(),
+                        result.preview = (image.hu[middle - index].copy(),
                                           outs[i][middle - index].copy())
                     index += n
-                    derived = build_derived(ds, outs[i], stored, derivation, new_series_uid)
-                    writes.append(writers.submit(_write, derived, tmp / name))
+                    derived = build_derived(image.ds, outs[i], image.stored, derivation,
+                                            new_series_uid)
+                    writes.append(writers.submit(_write, derived, tmp / image.name))
                     on_images(n)
                 batch, batch_frames = [], 0
                 for f in [w for w in writes if w.done()]:
@@ -260,15 +290,16 @@ def convert_series(
 
             depth = max(2, options.batch_size * 2)
             loaded = _prefetch(readers, _load, [s.path for s in series.slices], depth)
-            for (path, ds, stored, hu), name in zip(loaded, names, strict=True):
-                batch.append((path, ds, stored, hu, name))
-                batch_frames += hu.shape[0]
+            for image, name in zip(loaded, names, strict=True):
+                image.name = name
+                batch.append(image)
+                batch_frames += image.frames
                 if batch_frames >= options.batch_size:
                     flush()
             flush()
             for f in writes:
                 f.result()
-        _install(tmp, final)
+        _install(tmp, final, options.merge)
     except BaseException:
         _remove_tree(tmp)
         raise
@@ -276,9 +307,14 @@ def convert_series(
     return result
 
 
-def _install(tmp: Path, final: Path) -> None:
-    """Move a finished series folder into place, replacing an older one atomically enough."""
-    if final.exists():
+def _install(tmp: Path, final: Path, merge: bool = False) -> None:
+    """Move a finished series folder into place, replacing an older one atomically enough;
+    with ``merge``, move its files into an existing folder (each replace is atomic)."""
+    if merge and final.is_dir():
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, final / f.name)
+        _remove_tree(tmp)
+    elif final.exists():
         old = final.parent / (OLD_PREFIX + final.name)
         _remove_tree(old)
         os.replace(final, old)
@@ -297,12 +333,17 @@ def run_convert(
     progress: Any = None,
     rank: int = 0,
     world_size: int = 1,
+    owner: str = "the model",
+    report_path: Path | None = None,
 ) -> RunReport:
     """Discover, plan and convert every series under ``input_path`` into ``out``.
 
-    ``engine_factory`` is called once, and only if some series needs converting. ``progress``
+    ``engine_factory`` is called once, and only if some series needs converting; ``domains``
+    are its kernels and ``owner`` says whose they are in messages ("the filter"). ``progress``
     is an optional object with ``start(label, total) -> token``, ``advance(token, n)`` and
-    ``finish(token)`` (the CLI passes a rich progress display).
+    ``finish(token)`` (the CLI passes a rich progress display). With ``report_path`` the JSON
+    report is written there (not on a dry run), also when nothing could be converted
+    (NoSeriesError, exit 4), so the reasons are on record.
     """
     start = time.perf_counter()
     if not input_path.exists():
@@ -311,24 +352,24 @@ def run_convert(
         raise OutputError(f"{out}: exists and is not a folder")
     if input_path.resolve() == out.resolve():
         raise OutputError(f"{out}: the output folder must differ from the input folder")
+    table = KernelAliases.for_domains(domains, options.kernel_map)
+    options.target = table.resolve_target(options.target, owner)
     found: Discovery = discover(input_path, exclude=[out])
-    table = KernelTable.for_domains(domains, options.kernel_map)
-    if options.target not in domains:
-        try:
-            options.target = table.resolve(options.target)
-        except KernelconvError:
-            raise UsageError(f"--to {options.target}: not one of the model's kernels "
-                             f"({', '.join(domains)})") from None
     mine = shard(found.series, rank, world_size)
     report = RunReport(str(input_path), str(out), options.target, "", [],
                        [{"path": s.path, "reason": s.reason} for s in found.skipped],
                        rank=rank, world_size=world_size)
-    if not found.series and not found.skipped:
-        raise InputError(f"{input_path}: no files found")
     if not found.series:
-        raise InputError(f"{input_path}: no CT series found ({len(found.skipped)} file(s) or "
-                         "series skipped, see the report)")
-    plans = [plan_series(s, table, options.target, options.source_override) for s in mine]
+        report.seconds = time.perf_counter() - start
+        if report_path is not None and not options.dry_run:
+            write_report(report, report_path)
+        where = f", see {report_path}" if report_path is not None and not options.dry_run \
+            else ""
+        if not found.skipped:
+            raise NoSeriesError(f"{input_path}: no files found")
+        raise NoSeriesError(f"{input_path}: no CT series found ({len(found.skipped)} file(s) "
+                            f"or series skipped{where})")
+    plans = [plan_series(s, table, options) for s in mine]
     engine: Engine | None = None
     for p in plans:
         s = p.series
@@ -376,11 +417,16 @@ def run_convert(
                 progress.finish(token)
         report.results.append(res)
     report.seconds = time.perf_counter() - start
+    if report_path is not None and not options.dry_run:
+        write_report(report, report_path)
     return report
+
+
+def default_report_path(out: Path, rank: int = 0, world_size: int = 1) -> Path:
+    """OUT/kernelconv-report.json; one file per rank in a multi-process run."""
+    return out / (REPORT_NAME if world_size == 1 else f"kernelconv-report.rank{rank}.json")
 
 
 def write_report(report: RunReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(part, path)
+    atomic_write_text(path, json.dumps(report.to_json(), indent=2) + "\n")

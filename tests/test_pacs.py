@@ -128,6 +128,26 @@ def test_storescu_series_uncompressed_and_compressed_are_converted(
     assert not list((tmp_path / "spool" / "incoming").iterdir())  # left the spool
 
 
+def test_from_reaches_the_derivation_and_late_instances_merge(tmp_path: Path,
+                                                            listener_factory) -> None:
+    # the header says B50f; the listener runs with --from B70f (see Listener): the derived
+    # headers must say what was really done, as `convert --from` does
+    files = make_series(dicom_file("693_UNCR.dcm"), tmp_path / "a", 3, kernel="B50f", seed=4)
+    lst = listener_factory("--out", str(tmp_path / "out"))
+    assert send(lst.port, files[:2]) == 0
+    assert wait_for(lambda: len(lst.events("series-converted")) == 1)
+    assert send(lst.port, files[2:]) == 0  # a late instance: a second round, same series
+    assert wait_for(lambda: len(lst.events("series-converted")) == 2)
+    out = derived(tmp_path / "out")
+    assert len(out) == 3 and len({ds.SeriesInstanceUID for ds in out}) == 1
+    for ds in out:
+        assert "conversion B70f -> B30f" in ds.DerivationDescription
+    assert lst.events("series-converted")[0]["source_kernel"] == "B70f"
+    # written once, straight into --out: nothing left in the spool's work folder
+    assert not list((tmp_path / "spool" / "work").rglob("*.dcm")) \
+        if (tmp_path / "spool" / "work").exists() else True
+
+
 def test_forward_to_storescp_and_echo(tmp_path: Path, listener_factory, capsys) -> None:
     dest_port = free_port()
     (tmp_path / "pacs").mkdir()

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,37 +27,15 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from kernelconv.dicom.discovery import discover
+from kernelconv.dicom.paths import file_names
 from kernelconv.engines import Engine
-from kernelconv.errors import UsageError
-from kernelconv.kernels import KernelTable
-from kernelconv.pacs.forward import Destination, send_files
+from kernelconv.kernels import KernelAliases, read_kernel_map
+from kernelconv.pacs.config import ListenConfig
+from kernelconv.pacs.forward import send_files
 from kernelconv.pacs.spool import Spool
-from kernelconv.pipeline import ConvertOptions, convert_series, plan_series
+from kernelconv.pipeline import convert_series, plan_series
 
 log = logging.getLogger("kernelconv.listen")
-
-
-@dataclass
-class ListenConfig:
-    target: str
-    spool: Path
-    ae_title: str = "KERNELCONV"
-    host: str = "0.0.0.0"
-    port: int = 11112
-    out: Path | None = None
-    forward: list[Destination] = field(default_factory=list)
-    allow_ae: list[str] = field(default_factory=list)
-    stable_seconds: float = 30.0
-    unconvertible: str = "ignore"  # ignore | forward
-    kernel_map: dict[str, str] = field(default_factory=dict)
-    source_override: str | None = None
-    batch_size: int = 4
-    series_number_offset: int = 1000
-    retries: int = 5
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_ca: Path | None = None
-    max_associations: int = 10
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -66,16 +44,19 @@ def emit(event: str, **fields: Any) -> None:
 
 
 class Listener:
+    """The DICOM node. ``engine_factory`` is called once, when the first series needs
+    converting; ``domains`` are its kernels, ``owner`` says whose (for messages)."""
+
     def __init__(self, cfg: ListenConfig, engine_factory: Callable[[], Engine],
-                 domains: tuple[str, ...]) -> None:
-        if cfg.out is None and not cfg.forward:
-            raise UsageError("listen: give --out DIR and/or --forward AET@HOST:PORT")
-        self.cfg = cfg
+                 domains: tuple[str, ...], owner: str = "the model") -> None:
+        cfg = cfg.validated()
+        kernel_map = read_kernel_map(cfg.kernel_map) if cfg.kernel_map else {}
+        self.table = KernelAliases.for_domains(domains, kernel_map)
+        # the same resolution, and the same error, as `convert --to`
+        self.cfg = replace(cfg, target=self.table.resolve_target(cfg.target, owner))
+        self.options = self.cfg.convert_options(kernel_map)
         self.engine_factory = engine_factory
         self.engine: Engine | None = None
-        self.table = KernelTable.for_domains(domains, cfg.kernel_map)
-        if cfg.target not in domains:
-            cfg.target = self.table.resolve(cfg.target)
         self.spool = Spool(cfg.spool)
         self.queue: queue.Queue[str] = queue.Queue()
         self.stop = threading.Event()
@@ -210,27 +191,24 @@ class Listener:
             self._unconvertible(key, files, reason, start)
             return
         series = found.series[0]
-        plan = plan_series(series, self.table, self.cfg.target, self.cfg.source_override)
+        plan = plan_series(series, self.table, self.options)
         if plan.status != "convert":
             self._unconvertible(key, files, plan.reason, start)
             return
         if self.engine is None:
             self.engine = self.engine_factory()
-        options = ConvertOptions(target=self.cfg.target, batch_size=self.cfg.batch_size,
-                                 series_number_offset=self.cfg.series_number_offset,
-                                 overwrite=True)
         assert plan.source_domain is not None
-        result = convert_series(series, plan.source_domain, self.engine, work, options)
-        outputs = sorted(p for p in Path(result.output).iterdir() if p.is_file())
+        # written once: straight into --out (merged into the derived series of an earlier
+        # round), or into the work folder when it is only forwarded
+        root = self.cfg.out if self.cfg.out is not None else work
+        result = convert_series(series, plan.source_domain, self.engine, root, self.options)
+        # this round's instances (a merged folder also holds earlier rounds')
+        outputs = sorted(Path(result.output) / n for n in file_names([s.path for s in
+                                                                        series.slices]))
         for dest in self.cfg.forward:
             send_files(outputs, dest, self.cfg.ae_title, self.cfg.retries)
-        if self.cfg.out is not None:
-            final = self.cfg.out / Path(result.output).relative_to(work)
-            final.mkdir(parents=True, exist_ok=True)
-            for f in outputs:
-                shutil.move(str(f), final / f.name)
         self.spool.finish(key, "delivered", "", files)
-        emit("series-converted", series=key, source_kernel=series.kernel,
+        emit("series-converted", series=key, source_kernel=self.cfg.source or series.kernel,
              target=self.cfg.target, instances=len(outputs),
              seconds=round(time.perf_counter() - start, 2),
              destinations=[d.label for d in self.cfg.forward] + (["out"] if self.cfg.out else []))

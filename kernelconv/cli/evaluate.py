@@ -1,0 +1,70 @@
+"""`kernelconv evaluate`: converted series against reference series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kernelconv.cli.app import cli
+from kernelconv.cli.render import new_table, out
+from kernelconv.errors import InputError
+
+
+@cli.command(epilog="""
+\b
+Examples:
+  kernelconv convert sim/test/patient-000/B70f conv/ --to B30f --method filter
+  kernelconv evaluate --pred conv/ --ref sim/test --truth sim/test --out eval/filter
+  kernelconv evaluate --pred sim/test/patient-000/B70f --ref sim/test --truth sim/test \\
+      --target B30f --label identity --out eval/identity
+
+\b
+Writes OUT/evaluation.md (a table laid out like the paper's Table 2, then every metric),
+OUT/evaluation.json, OUT/nps.png and OUT/difference.png.
+""")
+@click.option("--pred", "pred_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder of converted (predicted) series.")
+@click.option("--ref", "ref_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder holding the reference series (same study, target kernel).")
+@click.option("--truth", "truth_dir", type=click.Path(path_type=Path),
+              help="Folder with the simulator's truth.npz files: regions, lung mask and noise "
+                   "from the noiseless truth.")
+@click.option("--target", metavar="KERNEL",
+              help="Compare every --pred series with this reference kernel; needed for "
+                   "unconverted series (the identity baseline).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("kernelconv-evaluation"), show_default=True)
+@click.option("--label", default="", help="Method name for the report [default: from --pred].")
+def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str | None,
+             out_dir: Path, label: str) -> None:
+    """Compare converted series with reference series of the same anatomy (an extension
+    beyond the paper, which reports PSNR/SSIM only).
+
+    Slices are paired by position. Per direction: PSNR and SSIM on HU clipped to
+    [-1024, 3071] with data range 4095 (the paper's setting), RMSE and MAE, mean-HU bias in
+    soft tissue, fat, lung and bone, noise SD ratio and NPS peak frequency versus the
+    reference, and the LAA-950 difference.
+    """
+    from kernelconv.evaluation.evaluate import evaluate as run_evaluation
+    from kernelconv.evaluation.evaluate import write_reports
+
+    for path in (pred_dir, ref_dir) + ((truth_dir,) if truth_dir else ()):
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+    results = run_evaluation(pred_dir, ref_dir, truth_dir, target)
+    label = label or pred_dir.name
+    paths = write_reports(results, out_dir, label)
+    t = new_table(f"kernelconv evaluate: {label} (PSNR/SSIM over 4095 HU, the paper's "
+                  "setting)", ("direction", "slices", "PSNR dB", "SSIM", "RMSE HU",
+                               "noise ratio", "NPS peak pred/ref", "LAA-950 diff pp"))
+    for r in results:
+        d = r.summary()
+        t.add_row(d["direction"], str(d["slices"]), f"{d['psnr_db']:.2f}", f"{d['ssim']:.4f}",
+                  f"{d['rmse_hu']:.1f}", f"{d['noise_ratio']:.2f}",
+                  f"{d['nps_peak_pred_lpcm']:.1f}/{d['nps_peak_ref_lpcm']:.1f}",
+                  f"{d['laa950_diff_pp']:+.2f}")
+    out.print(t)
+    out.print(f"report: {paths['markdown']} (and evaluation.json, nps.png, difference.png)")
+
+

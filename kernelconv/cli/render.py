@@ -1,0 +1,81 @@
+"""Rendering for every command, in one place: consoles, one-line errors, progress bars, tables
+that fit an 80-column terminal, and short paths."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+#: longest path shown in a table cell; longer ones keep their end ("...tail")
+PATH_CELL = 30
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """One line on stderr (never wrapped, never a traceback), then exit with ``code``."""
+    print(f"kernelconv: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def progress_columns(unit: str, *extra: ProgressColumn) -> tuple[ProgressColumn, ...]:
+    """The columns of every progress bar: label, bar, done/total, unit, time left."""
+    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(unit), TimeRemainingColumn(), *extra)
+
+
+class RichProgress:
+    """Adapter from the pipeline's progress protocol to a rich progress display."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def start(self, label: str, total: int) -> Any:
+        return self.progress.add_task(label, total=total)
+
+    def advance(self, token: Any, n: int) -> None:
+        self.progress.advance(token, n)
+
+    def finish(self, token: Any) -> None:
+        self.progress.refresh()
+
+
+def new_table(title: str, headers: Sequence[str], wrap: Sequence[str] = (),
+              widths: Mapping[str, int] | None = None) -> Table:
+    """A table that fits an 80-column terminal without cutting its headers: every column is at
+    least as wide as the longest word of its header (or ``widths[header]``, for values such as
+    "converted"), and only the columns named in ``wrap`` (paths, free text) give up width,
+    folding their values onto more lines."""
+    table = Table(title=title, show_lines=False, pad_edge=False, collapse_padding=True)
+    for header in headers:
+        longest = max((len(w) for w in header.split()), default=1)
+        table.add_column(header, min_width=max(longest, (widths or {}).get(header, 0)),
+                         overflow="fold", no_wrap=header not in wrap)
+    return table
+
+
+def short_path(path: str | Path, root: str | Path | None = None, limit: int = PATH_CELL) -> str:
+    """``path`` relative to ``root`` when it lies inside it, and at most ``limit`` characters:
+    a longer one keeps its end (the part that tells series apart) after "..."."""
+    text = str(path)
+    if root is not None:
+        try:
+            rel = Path(path).resolve().relative_to(Path(root).resolve())
+            text = str(rel) if str(rel) != "." else Path(path).name or text
+        except (ValueError, OSError):
+            pass
+    return text if len(text) <= limit else "..." + text[-(limit - 3):]

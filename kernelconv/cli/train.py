@@ -1,0 +1,177 @@
+"""`kernelconv train` and `kernelconv export`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+from rich.progress import Progress, TextColumn
+
+from kernelconv.cli.app import cli
+from kernelconv.cli.render import err, out, progress_columns
+from kernelconv.errors import UsageError
+
+TRAIN_EPILOG = """
+\b
+Examples:
+  kernelconv simulate sim/train --patients 16 --slices 32 --seed 1
+  kernelconv train --data sim/train --out runs/ggcl                 # the paper's settings
+  kernelconv train --data sim/train --out runs/cpu --crop 256 --iters 2000
+  kernelconv train --data sim/train --out runs/ggcl --resume        # continue a run
+  kernelconv train --data sim/train --out runs/ggcl --resume --max-minutes 9   # in pieces
+  kernelconv train --data sim/train --out runs/ggdr --reg ggdr      # ablation
+  torchrun --nproc-per-node 4 -m kernelconv train --data sim/train --out runs/ggcl
+  kernelconv export runs/ggcl --name my-ggcl
+  kernelconv train --data site/ --out runs/site --init sim-paired-v1   # fine-tune the default
+
+\b
+Settings not given as options come from --config FILE (JSON, the fields of TrainConfig in
+kernelconv/training/config.py) or the paper's defaults (docs/training.md).
+"""
+
+
+@cli.command(epilog=TRAIN_EPILOG)
+@click.option("--data", "data_dirs", multiple=True, required=True,
+              type=click.Path(path_type=Path), help="DICOM folder(s) of training series.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("runs/ggcl"), show_default=True,
+              help="Run folder: cache, checkpoints, TensorBoard logs.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help="JSON training config.")
+@click.option("--iters", type=click.IntRange(1), help="Iterations [paper: 400000].")
+@click.option("--batch-size", type=click.IntRange(1), help="Batch size [paper: 2].")
+@click.option("--crop", type=click.IntRange(128), help="Random crop size, a multiple of 128 "
+              "[paper: full slices]. Faster, but the generator's instance norm then sees other "
+              "statistics than on the full slices it converts: finish on full slices "
+              "(docs/training.md).")
+@click.option("--reg", type=click.Choice(["ggcl", "ggdr", "none"]),
+              help="Discriminator regulariser [paper: ggcl].")
+@click.option("--paired", is_flag=True, default=None,
+              help="Extension: add an L1 term to the real target slice (paired data only).")
+@click.option("--kernels", help="Comma-separated training kernels, in label order "
+              "[default: B30f,B50f,B70f].")
+@click.option("--seed", type=int, help="Random seed [0].")
+@click.option("--ckpt-every", type=click.IntRange(1), help="Checkpoint interval [1000].")
+@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]),
+              help="Mixed precision on CUDA [none].")
+@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the nets.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--resume", is_flag=True, help="Continue from the run's latest checkpoint.")
+@click.option("--init", "init_spec", metavar="MODEL|CKPT",
+              help="Extension: start a new run from these weights, e.g. the bundled default "
+                   "model to fine-tune it on your own data (a model name or file: generator "
+                   "only, fresh discriminator; or a training checkpoint .pt: both). The "
+                   "architecture and kernel order come from it.")
+@click.option("--max-minutes", type=click.FloatRange(0.0, min_open=True),
+              help="Checkpoint and stop after this many minutes (continue with --resume).")
+@click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Held-out paired series (e.g. simulated patients of another seed): PSNR/SSIM "
+                   "per direction at every checkpoint, in RUN/validation.jsonl and TensorBoard.")
+def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
+          iters: int | None, batch_size: int | None, crop: int | None, reg: str | None,
+          paired: bool | None, kernels: str | None, seed: int | None, ckpt_every: int | None,
+          amp: str | None, compile_: bool | None, device: str, resume: bool,
+          init_spec: str | None, max_minutes: float | None, val_dir: Path | None) -> None:
+    """Train the GGCL StarGAN (generator and U-Net discriminator) on DICOM series.
+
+    Each series' kernel (ConvolutionKernel) is its domain. The series are decoded once into
+    a cache in the run folder; batches are random (crops of) slices with their domain labels,
+    unpaired as in the paper.
+    """
+    from kernelconv.training.config import TrainConfig
+    from kernelconv.training.loop import train as run_training
+
+    file_settings = TrainConfig.read_file(config_file) if config_file else {}
+    cfg = TrainConfig().updated(file_settings, str(config_file or "defaults"))
+    overrides = {k: v for k, v in {
+        "iters": iters, "batch_size": batch_size, "crop": crop, "reg": reg, "paired": paired,
+        "seed": seed, "ckpt_every": ckpt_every, "amp": amp, "compile": compile_,
+        "domains": [k.strip() for k in kernels.split(",")] if kernels else None,
+    }.items() if v is not None}
+    cfg = cfg.updated(overrides, "options")
+    init_source = None
+    if init_spec:
+        from kernelconv.training.warmstart import adopt_settings, load_init
+
+        init_source = load_init(init_spec)
+        explicit = set(overrides) | set(file_settings)
+        cfg = cfg.updated({**adopt_settings(cfg, init_source, explicit),
+                           "init": init_source.label}, "--init")
+    columns = progress_columns("it", TextColumn("{task.fields[rate]}"),
+                               TextColumn("{task.fields[losses]}"))
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task("training", total=cfg.iters, rate="", losses="")
+        start = [0.0, 0]
+
+        def progress(done: int, total: int, stats: dict[str, float]) -> None:
+            import time
+
+            now = time.perf_counter()
+            if not start[0]:
+                start[0], start[1] = now, done
+            rate = (done - start[1]) / max(now - start[0], 1e-9)
+            losses = " ".join(f"{k}={v:.3f}" for k, v in stats.items() if k.endswith("loss"))
+            bar.update(task, completed=done, rate=f"{rate:.2f} it/s", losses=losses)
+
+        result = run_training(cfg, list(data_dirs), run_dir, device, resume, progress, val_dir,
+                              max_minutes * 60.0 if max_minutes else None, init_source)
+    out.print(f"trained to iteration {result.iterations} in {result.seconds:.0f} s; "
+              f"checkpoint {result.checkpoint}")
+    summary = {"iterations": result.iterations, "seconds": result.seconds,
+               "checkpoint": str(result.checkpoint), "g_checksum": result.g_checksum}
+    rank = os.environ.get("RANK", "0")
+    (run_dir / f"train-summary.rank{rank}.json").write_text(
+        json.dumps(summary, indent=2) + "\n")
+
+
+@cli.command(epilog="""
+\b
+Examples:
+  kernelconv export runs/ggcl --name my-ggcl                 # into the user models folder
+  kernelconv export runs/ggcl/checkpoints/ckpt-00400000.pt --name ggcl-400k --half
+  kernelconv export runs/ggcl --name default-ggcl --models-dir models
+  kernelconv export runs/ggcl --name my-ggcl --onnx          # model file and NAME.onnx
+  kernelconv export my-ggcl --onnx --models-dir deploy/      # ONNX of an installed model
+""")
+@click.argument("source", metavar="RUN_DIR|CKPT|MODEL", type=click.Path(path_type=Path))
+@click.option("--name", help="Model name (file NAME.safetensors); required from a run.")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write [default: the user models folder].")
+@click.option("--half", is_flag=True, help="Store fp16 weights (half the size).")
+@click.option("--onnx", "as_onnx", is_flag=True,
+              help="Also write NAME.onnx (opset 18, fp32, dynamic batch/height/width, kernelconv "
+                   "metadata) for ONNX Runtime (needs kernelconv[onnx]).")
+def export(source: Path, name: str | None, models_dir: Path | None, half: bool,
+           as_onnx: bool) -> None:
+    """Write the inference model file (generator and metadata only) from a training run, or
+    (with --onnx) the ONNX graph of a run's or an installed model."""
+    from kernelconv.dicom.paths import sanitise
+    from kernelconv.modelfile import SUFFIX, resolve_model, user_models_dir
+
+    if name is not None and sanitise(name) != name:
+        raise UsageError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
+    is_run = source.is_dir() or source.suffix == ".pt"
+    if is_run:
+        from kernelconv.training.export import export_model
+
+        if name is None:
+            raise UsageError("export: --name is required when exporting a training run")
+        path = export_model(source, name, models_dir, half)
+        out.print(f"model written: {path}")
+    else:
+        if not as_onnx:
+            raise UsageError(f"{source}: not a run folder or checkpoint (*.pt); from an "
+                             "installed model only --onnx can be exported")
+        path = resolve_model(str(source))
+        name = name or path.name[: -len(SUFFIX)]
+    if as_onnx:
+        from kernelconv.engines.onnx_engine import ONNX_SUFFIX, export_onnx
+
+        target = (models_dir or (path.parent if is_run else user_models_dir())) \
+            / f"{name}{ONNX_SUFFIX}"
+        export_onnx(path, target)
+        out.print(f"ONNX model written: {target}")
+
+
