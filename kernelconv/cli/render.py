@@ -58,13 +58,13 @@ def new_table(title: str, headers: Sequence[str], wrap: Sequence[str] = (),
               widths: Mapping[str, int] | None = None) -> Table:
     """A table that fits an 80-column terminal without cutting its headers: every column is at
     least as wide as the longest word of its header (or ``widths[header]``, for values such as
-    "converted"), and only the columns named in ``wrap`` (paths, free text) give up width,
-    folding their values onto more lines."""
+    "converted"); a header of several words may wrap at its spaces, and the columns named in
+    ``wrap`` (paths, free text) give up width, folding their values onto more lines."""
     table = Table(title=title, show_lines=False, pad_edge=False, collapse_padding=True)
     for header in headers:
         longest = max((len(w) for w in header.split()), default=1)
         table.add_column(header, min_width=max(longest, (widths or {}).get(header, 0)),
-                         overflow="fold", no_wrap=header not in wrap)
+                         overflow="fold", no_wrap=header not in wrap and " " not in header)
     return table
 
 

@@ -91,9 +91,10 @@ def qa(series_dir: Path, plot: Path | None, json_path: Path | None,
 
     Every CT series under SERIES_DIR is measured; noise is also given relative to B30f.
     Kernels with a specification are checked against it; the exit code is 1 if any target
-    is missed.
+    is missed. Series with fewer slices than a stable figure needs are flagged, with the
+    difference between the two halves of their slices.
     """
-    from kernelconv.evaluation.qa import format_number, measure_qa, plot_mtf
+    from kernelconv.evaluation.qa import MIN_STABLE_SLICES, format_number, measure_qa, plot_mtf
     from kernelconv.kernel_response import load_response_table
 
     table = load_response_table(kernel_table)
@@ -109,13 +110,23 @@ def qa(series_dir: Path, plot: Path | None, json_path: Path | None,
         verdict = ("[green]ok[/]" if checks and all(checks.values()) else
                    "[red]MISSES " + ", ".join(k for k, ok in checks.items() if not ok) + "[/]"
                    if checks else "no spec")
+        if not r.stable:
+            verdict += " [yellow](unstable)[/]"
         t.add_row(r.kernel, str(r.slices), format_number(r.mtf.mtf50),
                   format_number(r.mtf.mtf10), f"{r.mtf.peak:.3f}", f"{r.noise_sd:.1f}",
                   format_number(r.noise_ratio) if r.noise_ratio is not None else "-", verdict)
         rows.append({"kernel": r.kernel, "folder": r.folder, "slices": r.slices,
                      "mtf50": r.mtf.mtf50, "mtf10": r.mtf.mtf10, "peak": r.mtf.peak,
-                     "noise_sd": r.noise_sd, "noise_ratio": r.noise_ratio, "checks": checks})
+                     "noise_sd": r.noise_sd, "noise_ratio": r.noise_ratio, "checks": checks,
+                     "stable": r.stable, "split_half_difference": r.split_half})
     out.print(t)
+    for r in results:
+        if not r.stable:
+            halves = (f"; its two halves differ by {r.split_half['mtf50']:.2f} (MTF50) and "
+                      f"{r.split_half['mtf10']:.2f} lp/cm (MTF10)" if r.split_half else "")
+            out.print(f"{r.kernel}: {r.slices} slice(s) are too few for a stable figure (use "
+                      f">= {MIN_STABLE_SLICES}: docs/simulation.md gives the measured "
+                      f"run-to-run spread per slice count){halves}")
     if plot:
         plot_mtf(results, plot, table)
         out.print(f"MTF plot: {plot}")

@@ -20,6 +20,10 @@ from kernelconv.sim.phantom import (
     QA_UNIFORM_RADIUS,
 )
 
+#: fewer slices than this give MTF figures whose run-to-run spread is comparable to the spec's
+#: tolerance; set from the measurement of benchmarks/qa_stability.py (docs/simulation.md)
+MIN_STABLE_SLICES = 16
+
 
 @dataclass
 class QaResult:
@@ -29,6 +33,14 @@ class QaResult:
     mtf: MtfResult
     noise_sd: float
     noise_ratio: float | None = None  # relative to the reference kernel (B30f)
+    #: |difference| of MTF50 and MTF10 measured on the first and the second half of the slices
+    split_half: dict[str, float] | None = None
+
+    @property
+    def stable(self) -> bool:
+        """Enough slices for a figure that repeats within the spec's tolerance (measured:
+        benchmarks/qa_stability.py, docs/simulation.md)."""
+        return self.slices >= MIN_STABLE_SLICES
 
     def checks(self, spec: KernelResponse | None) -> dict[str, bool]:
         """Which spec targets this measurement meets (empty if the kernel has no spec)."""
@@ -53,6 +65,21 @@ def _pixel_of(ds: object, x_mm: float, y_mm: float) -> tuple[float, float]:
     return (y_mm - ipp[1]) / sp[0], (x_mm - ipp[0]) / sp[1]
 
 
+def measure_images(kernel: str, folder: str, images: list[np.ndarray],
+                   first: object) -> QaResult:
+    """MTF and noise of QA-phantom slices (HU images of one series; ``first`` its first
+    dataset, for the geometry)."""
+    pixel = float(first.PixelSpacing[0])  # type: ignore[attr-defined]
+    rod = _pixel_of(first, *QA_ROD_CENTRE)
+    uniform = _pixel_of(first, *QA_UNIFORM_CENTRE)
+    try:
+        mtf = circular_edge_mtf(images, pixel, rod, QA_ROD_RADIUS, QA_ROD_HU / 2)
+    except ValueError as exc:
+        raise InputError(f"{folder}: not a QA-phantom series ({exc})") from None
+    sd = roi_noise_sd(images, uniform, QA_UNIFORM_RADIUS / pixel)
+    return QaResult(kernel, folder, len(images), mtf, sd)
+
+
 def measure_qa(folder: Path, reference: str = "B30f") -> list[QaResult]:
     """Measure every CT series under ``folder`` as a QA-phantom series."""
     found = discover(folder)
@@ -61,15 +88,14 @@ def measure_qa(folder: Path, reference: str = "B30f") -> list[QaResult]:
     results = []
     for series in found.series:
         images, first = read_hu_slices([sl.path for sl in series.slices])
-        pixel = float(first.PixelSpacing[0])
-        rod = _pixel_of(first, *QA_ROD_CENTRE)
-        uniform = _pixel_of(first, *QA_UNIFORM_CENTRE)
-        try:
-            mtf = circular_edge_mtf(images, pixel, rod, QA_ROD_RADIUS, QA_ROD_HU / 2)
-        except ValueError as exc:
-            raise InputError(f"{series.folder}: not a QA-phantom series ({exc})") from None
-        sd = roi_noise_sd(images, uniform, QA_UNIFORM_RADIUS / pixel)
-        results.append(QaResult(series.kernel or "?", series.folder, len(images), mtf, sd))
+        result = measure_images(series.kernel or "?", series.folder, images, first)
+        if len(images) >= 2:  # the same measurement on each half: how stable the figure is
+            half = len(images) // 2
+            a = measure_images(result.kernel, series.folder, images[:half], first)
+            b = measure_images(result.kernel, series.folder, images[half:2 * half], first)
+            result.split_half = {"mtf50": abs(a.mtf.mtf50 - b.mtf.mtf50),
+                                 "mtf10": abs(a.mtf.mtf10 - b.mtf.mtf10)}
+        results.append(result)
     ref = next((r for r in results if r.kernel == reference), None)
     for r in results:
         r.noise_ratio = r.noise_sd / ref.noise_sd if ref else None
