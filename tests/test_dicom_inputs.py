@@ -12,9 +12,11 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from helpers import (
+    ct5n_dir,
     dciodvfy_errors,
     dcmconv,
     dicom_file,
@@ -24,14 +26,28 @@ from helpers import (
 )
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence
 
 from kernelconv.dicom.dataset import read_file
 from kernelconv.dicom.derived import IMPLEMENTATION_CLASS_UID
 from kernelconv.dicom.discovery import discover
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def _big_endian_copies(files: list[Path], folder: Path) -> list[Path]:
+    """dcmtk's Explicit VR Big Endian copy of each file (same names)."""
+    folder.mkdir(parents=True)
+    out = []
+    for f in files:
+        dcmconv("+tb", f, folder / f.name)
+        assert pydicom.dcmread(folder / f.name).file_meta.TransferSyntaxUID == EXPLICIT_BE
+        out.append(folder / f.name)
+    return out
 
 
 def _bare_copy(src: Path, dst: Path) -> None:
@@ -50,6 +66,130 @@ def _convert(src: Path, out: Path, capsys: pytest.CaptureFixture[str], *how: str
     return sorted(series.iterdir())
 
 
+def _hu_by_source(files: list[Path]) -> dict[str, np.ndarray]:
+    """The HU image of each derived file, keyed by its source's SOPInstanceUID."""
+    out = {}
+    for f in files:
+        ds = pydicom.dcmread(f)
+        uid = str(ds.SourceImageSequence[0].ReferencedSOPInstanceUID)
+        out[uid] = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    return out
+
+
+def _source_hu(files: list[Path]) -> dict[str, np.ndarray]:
+    out = {}
+    for f in files:
+        ds = pydicom.dcmread(f)
+        out[str(ds.SOPInstanceUID)] = (ds.pixel_array * float(ds.RescaleSlope)
+                                       + float(ds.RescaleIntercept))
+    return out
+
+
+def _assert_same_hu(be_files: list[Path], le_files: list[Path], le_source: list[Path]) -> None:
+    be, le, src = _hu_by_source(be_files), _hu_by_source(le_files), _source_hu(le_source)
+    assert set(be) == set(le) == set(src) and len(be) == len(le_source)
+    for uid in le:
+        assert be[uid].shape == le[uid].shape
+        assert np.abs(be[uid] - le[uid]).max() <= 1.0
+        assert np.abs(le[uid] - src[uid]).max() > 10.0  # the conversion did change the image
+
+
+# ---------------------------------------------------------------------------- big endian
+
+@pytest.mark.tools
+def test_big_endian_series_converts_like_its_little_endian_original_with_filter(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    le = make_series(dicom_file("CT_small.dcm"), tmp_path / "le", 3, kernel="B70f")
+    _big_endian_copies(le, tmp_path / "be")
+    out_le = _convert(tmp_path / "le", tmp_path / "out_le", capsys, "--method", "filter")
+    out_be = _convert(tmp_path / "be", tmp_path / "out_be", capsys, "--method", "filter")
+    _assert_same_hu(out_be, out_le, le)
+    for f in out_be:
+        assert pydicom.dcmread(f).file_meta.TransferSyntaxUID == EXPLICIT_LE
+    # nothing in the output depends on the input's byte order
+    assert [f.read_bytes() for f in out_be] == [f.read_bytes() for f in out_le]
+
+
+@pytest.mark.tools
+def test_big_endian_series_converts_like_its_little_endian_original_with_a_model(
+    tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    le = make_series(dicom_file("CT_small.dcm"), tmp_path / "le", 3, kernel="B70f", seed=3)
+    _big_endian_copies(le, tmp_path / "be")
+    out_le = _convert(tmp_path / "le", tmp_path / "out_le", capsys, "--model", tiny_model)
+    out_be = _convert(tmp_path / "be", tmp_path / "out_be", capsys, "--model", tiny_model)
+    _assert_same_hu(out_be, out_le, le)
+    for f in out_be:
+        assert pydicom.dcmread(f).file_meta.TransferSyntaxUID == EXPLICIT_LE
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("source", ["CT_small", "CT5N"])
+def test_big_endian_output_adds_no_dciodvfy_errors(
+    source: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if source == "CT5N":
+        files, how = sorted(ct5n_dir().iterdir()), ["--from", "B70f"]
+    else:
+        files, how = make_series(dicom_file("CT_small.dcm"), tmp_path / "le", 2), []
+    be = _big_endian_copies(files, tmp_path / "be")
+    by_uid = {str(pydicom.dcmread(f).SOPInstanceUID): f for f in be}
+    out = _convert(tmp_path / "be", tmp_path / "out", capsys, "--method", "filter", *how)
+    assert len(out) == len(files)
+    for f in out:
+        src = by_uid[str(pydicom.dcmread(f).SourceImageSequence[0].ReferencedSOPInstanceUID)]
+        new = dciodvfy_errors(f) - dciodvfy_errors(src)
+        assert not new, f"{f.name} (from {src.name}): {sorted(new)}"
+
+
+def _binary_values(ds: Dataset, i: int) -> None:
+    """Values of the binary VRs, one and two sequences deep, that byte order changes."""
+    lut = Dataset()
+    lut.LUTDescriptor = [3, 0, 16]
+    lut.add_new(0x00283006, "OW", struct.pack("<3H", 0, 1000, 4095))  # LUTData
+    ds.VOILUTSequence = Sequence([lut])
+    inner = Dataset()
+    inner.add_new(0x0072007A, "US", 4095)  # SelectorUSValue
+    inner.add_new(0x0072007E, "SS", -1024)  # SelectorSSValue
+    inner.add_new(0x00720076, "FL", 0.25)  # SelectorFLValue
+    inner.add_new(0x00720074, "FD", -2.5)  # SelectorFDValue
+    inner.add_new(0x00720069, "OW", struct.pack("<2H", 1, 0x0102))  # SelectorOWValue
+    inner.add_new(0x00720067, "OF", struct.pack("<2f", 1.5, -3.0))  # SelectorOFValue
+    inner.add_new(0x00720075, "OL", struct.pack("<2L", 7, 0x01020304))  # SelectorOLValue
+    inner.add_new(0x00720073, "OD", struct.pack("<d", 6.25))  # SelectorODValue
+    outer = Dataset()
+    outer.ImageSetSelectorSequence = Sequence([inner])
+    ds.ImageSetSelectorSequence = Sequence([outer])
+
+
+@pytest.mark.tools
+def test_big_endian_values_in_nested_sequences_are_written_little_endian(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    le = make_series(dicom_file("CT_small.dcm"), tmp_path / "le", 2, edit=_binary_values)
+    _big_endian_copies(le, tmp_path / "be")
+    out_be = _convert(tmp_path / "be", tmp_path / "out_be", capsys, "--method", "filter")
+    out_le = _convert(tmp_path / "le", tmp_path / "out_le", capsys, "--method", "filter")
+    for f in out_be:
+        ds = pydicom.dcmread(f)
+        assert ds.file_meta.TransferSyntaxUID == EXPLICIT_LE
+        lut = ds.VOILUTSequence[0]
+        assert list(lut.LUTDescriptor) == [3, 0, 16]
+        assert lut["LUTData"].VR == "OW"
+        assert lut.LUTData == struct.pack("<3H", 0, 1000, 4095)
+        inner = ds.ImageSetSelectorSequence[0].ImageSetSelectorSequence[0]
+        assert inner.SelectorUSValue == 4095
+        assert inner.SelectorSSValue == -1024
+        assert inner.SelectorFLValue == 0.25
+        assert inner.SelectorFDValue == -2.5
+        assert inner.SelectorOWValue == struct.pack("<2H", 1, 0x0102)
+        assert inner.SelectorOFValue == struct.pack("<2f", 1.5, -3.0)
+        assert inner.SelectorOLValue == struct.pack("<2L", 7, 0x01020304)
+        assert inner.SelectorODValue == struct.pack("<d", 6.25)
+    assert [f.read_bytes() for f in out_be] == [f.read_bytes() for f in out_le]
+
+
 # ---------------------------------------------------------------------------- bare datasets
 
 def _bare_with_dcmconv(syntax: str) -> Callable[[Path, Path], None]:
@@ -63,6 +203,7 @@ BARE_WRITERS: dict[str, Callable[[Path, Path], None]] = {
     "pydicom implicit VR LE": _bare_copy,
     "dcmconv implicit VR LE": _bare_with_dcmconv("+ti"),
     "dcmconv explicit VR LE": _bare_with_dcmconv("+te"),
+    "dcmconv explicit VR BE": _bare_with_dcmconv("+tb"),
 }
 
 

@@ -215,6 +215,8 @@ def build_derived(
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = lossy
     _write_pixels(ds, hu, stored_src, enc)
+    if ds.original_encoding[1] is False:
+        _values_to_little_endian(ds)
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(source_class)
@@ -225,6 +227,40 @@ def build_derived(
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128
     return ds
+
+
+#: bytes per word of the VRs whose values pydicom keeps as the bytes read, in the file's order
+_WORD_BYTES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _values_to_little_endian(ds: Dataset) -> None:
+    """Make a dataset read from an Explicit VR Big Endian file hold little endian values only,
+    so that it is written as Explicit VR Little Endian (the file meta's transfer syntax).
+
+    Decoding every element (none stays raw, here and in nested sequences) turns numbers (US,
+    SS, UL, SL, FL, FD, AT...) into values the writer encodes in the output's byte order.
+    pydicom keeps OW/OF/OL/OD/OV values as bytes in the order read and does not swap them when
+    writing (its dcmwrite documentation: they "must be converted manually"); they are swapped
+    here. UN values have no known word size and cannot be swapped: they are removed. The
+    pixel data is skipped: ``_write_pixels`` already wrote it little endian. Last, the original
+    encoding is set to Explicit VR Little Endian, which is now what the values are, so that
+    ``save_as`` no longer refuses the dataset as one that changes byte order.
+    """
+    for elem in list(ds):  # iterating a Dataset decodes its raw elements
+        if elem.tag == 0x7FE00010:
+            continue
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _values_to_little_endian(item)
+        elif elem.VR in _WORD_BYTES and elem.value:
+            n = _WORD_BYTES[elem.VR]
+            raw = bytes(elem.value)
+            whole = len(raw) - len(raw) % n
+            elem.value = np.frombuffer(raw[:whole], dtype=f">u{n}").astype(f"<u{n}").tobytes() \
+                + raw[whole:]
+        elif elem.VR == "UN":
+            del ds[elem.tag]
+    ds.set_original_encoding(False, True)
 
 
 def _update_frames(
