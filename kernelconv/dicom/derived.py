@@ -200,7 +200,7 @@ def build_derived(
     equipment.SoftwareVersions = __version__
     equipment.ContributionDescription = _truncate(
         f"kernel conversion {derivation.source_kernel} -> {derivation.target_kernel} "
-        f"({derivation.method_id})", 64)
+        f"({derivation.method_id})", 1024)  # ST: up to 1024 characters
     contributing = list(ds.get("ContributingEquipmentSequence") or [])
     ds.ContributingEquipmentSequence = Sequence(contributing + [equipment])
 
