@@ -44,11 +44,10 @@ class Derivation:
     method_id: str  # stable id used in UIDs (model id, or filter id)
     smoothing: bool  # True: sharp -> soft (Smoothing); False: soft -> sharp (Edge enhancement)
     series_number_offset: int = 1000
-    description_suffix: str = ""
 
     @property
     def suffix(self) -> str:
-        return self.description_suffix or f" [{self.target_kernel} kernelconv]"
+        return f" [{self.target_kernel} kernelconv]"
 
 
 @dataclass(frozen=True)
