@@ -21,6 +21,7 @@ from helpers import (
     dcmconv,
     dicom_file,
     make_series,
+    make_tiny_model,
     output_series_dirs,
     run_cli,
 )
@@ -31,8 +32,10 @@ from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 
 from kernelconv.dicom.dataset import read_file
-from kernelconv.dicom.derived import IMPLEMENTATION_CLASS_UID
+from kernelconv.dicom.derived import IMPLEMENTATION_CLASS_UID, DerivedBy, derivation_of
 from kernelconv.dicom.discovery import discover
+from kernelconv.engines.filter_engine import FilterEngine
+from kernelconv.modelfile import read_info
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
@@ -351,3 +354,73 @@ def test_a_bare_ct_cut_anywhere_is_never_read_as_dicom(data: st.DataObject,
     for header_only in (False, True):
         with pytest.raises(InvalidDicomError, match="not a DICOM file"):
             read_file(path, header_only=header_only)
+
+
+# ---------------------------------------------------------------------------- derivation_of
+
+def test_derivation_of_recognises_kernelconv_output_and_not_its_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_series(dicom_file("CT_small.dcm"), tmp_path / "in", 2, kernel="B70f")
+    out = _convert(tmp_path / "in", tmp_path / "out", capsys, "--method", "filter")
+    expected = DerivedBy("B70f", "B30f", FilterEngine().method_id)
+    (series,) = discover(tmp_path / "out").series
+    assert series.derived_by_kernelconv == expected
+    assert [derivation_of(pydicom.dcmread(f)) for f in out] == [expected, expected]
+    (source,) = discover(tmp_path / "in").series
+    assert source.derived_by_kernelconv is None
+
+
+def test_derivation_of_a_series_converted_twice_is_the_last_conversion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_series(dicom_file("CT_small.dcm"), tmp_path / "in", 2, kernel="B70f")
+    _convert(tmp_path / "in", tmp_path / "out", capsys, "--method", "filter")
+    code, _, err = run_cli(["convert", tmp_path / "out", tmp_path / "again", "--to", "B50f",
+                            "--method", "filter"], capsys)
+    assert code == 0, err
+    (series,) = discover(tmp_path / "again").series
+    assert series.derived_by_kernelconv == DerivedBy("B30f", "B50f", FilterEngine().method_id)
+    first = pydicom.dcmread(series.slices[0].path)
+    assert [item.Manufacturer for item in first.ContributingEquipmentSequence][-2:] == [
+        "kernelconv", "kernelconv"]
+
+
+def test_derivation_of_is_none_for_images_derived_by_other_software() -> None:
+    other = pydicom.dcmread(dicom_file("eCT_Supplemental.dcm"))  # a real DERIVED CT
+    assert str(other.ImageType[0]) == "DERIVED"
+    assert derivation_of(other) is None
+
+    mimic = pydicom.dcmread(dicom_file("CT_small.dcm"))
+    mimic.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    mimic.DerivationDescription = "CT reconstruction kernel conversion B70f -> B30f by kernelconv"
+    equipment = Dataset()
+    equipment.Manufacturer = "Other Vendor"
+    equipment.ContributionDescription = "kernel conversion B70f -> B30f (their-tool)"
+    mimic.ContributingEquipmentSequence = Sequence([equipment])
+    assert derivation_of(mimic) is None  # the words alone do not make it kernelconv's
+    equipment.Manufacturer = "kernelconv"
+    assert derivation_of(mimic) == DerivedBy("B70f", "B30f", "their-tool")
+    mimic.ImageType = "DERIVED"  # one value: pydicom gives a str, not a list
+    assert derivation_of(mimic) == DerivedBy("B70f", "B30f", "their-tool")
+    mimic.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    assert derivation_of(mimic) is None  # value 1 must be DERIVED
+    mimic.ImageType = "DISPLAY"  # a str starting with "D" is not DERIVED
+    assert derivation_of(mimic) is None
+
+
+def test_derivation_of_reads_a_long_model_id_whole_and_a_cut_description_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = make_tiny_model(tmp_path / "long.safetensors",
+                            name="site-chest-ct-fine-tuned-2024-very-long-model-name")
+    model_id = read_info(model).model_id
+    make_series(dicom_file("CT_small.dcm"), tmp_path / "in", 1, kernel="B70f")
+    (f,) = _convert(tmp_path / "in", tmp_path / "out", capsys, "--model", model)
+    ds = pydicom.dcmread(f)
+    contribution = str(ds.ContributingEquipmentSequence[-1].ContributionDescription)
+    assert len(contribution) > 64  # ST holds it whole
+    assert derivation_of(ds) == DerivedBy("B70f", "B30f", model_id)
+    # a file written when the description was cut at 64 characters: the kernels remain
+    ds.ContributingEquipmentSequence[-1].ContributionDescription = contribution[:64]
+    assert derivation_of(ds) == DerivedBy("B70f", "B30f", None)

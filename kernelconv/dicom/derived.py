@@ -7,6 +7,7 @@ files byte for byte, and different models or targets never share a UID.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,6 +52,15 @@ class Derivation:
 
 
 @dataclass(frozen=True)
+class DerivedBy:
+    """What kernelconv did to an image it wrote, read back from the image's headers."""
+
+    source_kernel: str
+    target_kernel: str
+    method_id: str | None  # None when the header no longer holds it whole (see derivation_of)
+
+
+@dataclass(frozen=True)
 class PixelEncoding:
     """How HU are stored: BitsStored, signedness, RescaleSlope and RescaleIntercept."""
 
@@ -78,6 +88,41 @@ def choose_encoding(ds: Dataset) -> PixelEncoding:
         if 12 <= b <= 16 and encoding_holds(slope, intercept, b, signed):
             return PixelEncoding(b, signed, slope, intercept)
     return PixelEncoding(16, signed, 1.0, 0.0 if signed else HU_MIN)
+
+
+#: Manufacturer of the Contributing Equipment item build_derived appends
+KERNELCONV_MANUFACTURER = "kernelconv"
+_CONTRIBUTION = re.compile(r"kernel conversion (?P<src>.+?) -> (?P<dst>.+?) \((?P<method>.*)\)")
+_DERIVATION = re.compile(r"CT reconstruction kernel conversion (?P<src>.+?) -> (?P<dst>.+?) "
+                         r"by kernelconv ")
+
+
+def derivation_of(ds: Dataset) -> DerivedBy | None:
+    """How kernelconv derived ``ds``, or None when kernelconv did not derive it.
+
+    kernelconv's images have ImageType value 1 DERIVED and a Contributing Equipment item with
+    Manufacturer "kernelconv" whose ContributionDescription is ``kernel conversion SOURCE ->
+    TARGET (METHOD_ID)`` (the last such item counts: an image converted twice keeps both).
+    Other software's DERIVED images and anything else give None. Where that description was
+    cut short (older kernelconv versions cut it at 64 characters), the kernels come from
+    DerivationDescription and method_id is None.
+    """
+    image_type = ds.get("ImageType") or []
+    first = image_type if isinstance(image_type, str) else (image_type or [""])[0]
+    if str(first).strip().upper() != "DERIVED":
+        return None
+    items = [item for item in ds.get("ContributingEquipmentSequence") or []
+             if str(item.get("Manufacturer", "")).strip() == KERNELCONV_MANUFACTURER]
+    if not items:
+        return None
+    contribution = str(items[-1].get("ContributionDescription", "") or "").strip()
+    m = _CONTRIBUTION.fullmatch(contribution)
+    if m:
+        return DerivedBy(m["src"], m["dst"], m["method"])
+    m = _DERIVATION.match(str(ds.get("DerivationDescription", "") or "").strip())
+    if m and contribution.startswith("kernel conversion "):
+        return DerivedBy(m["src"], m["dst"], None)
+    return None
 
 
 def _code(value: tuple[str, str, str]) -> Dataset:
@@ -194,7 +239,7 @@ def build_derived(
 
     equipment = Dataset()
     equipment.PurposeOfReferenceCodeSequence = Sequence([_code(PROCESSING_EQUIPMENT)])
-    equipment.Manufacturer = "kernelconv"
+    equipment.Manufacturer = KERNELCONV_MANUFACTURER
     equipment.ManufacturerModelName = "kernelconv"
     equipment.SoftwareVersions = __version__
     equipment.ContributionDescription = _truncate(

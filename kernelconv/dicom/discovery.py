@@ -26,6 +26,7 @@ from kernelconv.dicom.dataset import (
     kernel_of,
     read_file,
 )
+from kernelconv.dicom.derived import DerivedBy, derivation_of
 from kernelconv.errors import SeriesError
 
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
@@ -69,6 +70,8 @@ class Series:
     slices: list[SliceRef]
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # set when the series cannot be converted as found
+    #: set when kernelconv itself derived the series (read from the first file's header)
+    derived_by_kernelconv: DerivedBy | None = None
 
     @property
     def n_images(self) -> int:
@@ -231,7 +234,7 @@ def discover(root: Path, exclude: list[Path] | None = None) -> Discovery:
             series_uid=uid, study_uid=str(first.get("StudyInstanceUID", "")),
             kernel=kernel_of(first), description=str(first.get("SeriesDescription", "") or ""),
             series_number=_int_or_none(first.get("SeriesNumber")), multiframe=multiframe,
-            slices=[m[0] for m in members],
+            slices=[m[0] for m in members], derived_by_kernelconv=derivation_of(first),
         )
         if multiframe and len({m[0].sop_class_uid for m in members}) > 1:
             series.error = "series mixes single-frame and multi-frame CT images"
