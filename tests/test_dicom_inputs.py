@@ -325,8 +325,11 @@ def test_whole_bare_ct_is_read_and_a_cut_one_is_refused(tmp_path: Path) -> None:
 
 JUNK_SETTINGS = settings(max_examples=150, deadline=None,
                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+#: pydicom warns about the garbage it meets (unknown character sets, odd VRs); expected here
+QUIET_PYDICOM = pytest.mark.filterwarnings("ignore::UserWarning:pydicom")
 
 
+@QUIET_PYDICOM
 @JUNK_SETTINGS
 @given(prefix=st.sampled_from([b"", struct.pack("<HHI", 8, 5, 10) + b"ISO_IR 100",
                                struct.pack("<HHI", 8, 0x16, 26) + CT_IMAGE.encode() + b"\0"]),
@@ -343,6 +346,7 @@ def test_arbitrary_bytes_are_never_read_as_dicom(
             read_file(path, header_only=header_only)
 
 
+@QUIET_PYDICOM
 @JUNK_SETTINGS
 @given(data=st.data())
 def test_a_bare_ct_cut_anywhere_is_never_read_as_dicom(data: st.DataObject,
