@@ -123,6 +123,23 @@ def require_tool(name: str) -> str:
     return path
 
 
+def system_tool(path: str) -> str:
+    """An external tool by absolute path (a virtualenv's scripts of the same name cannot
+    shadow it); on CI a missing tool FAILS the test (never skips)."""
+    if not os.access(path, os.X_OK):
+        if ON_CI:
+            pytest.fail(f"{path} is not installed; scripts/setup.sh installs it (apt)")
+        pytest.skip(f"{path} not installed (run scripts/setup.sh test)")
+    return path
+
+
+def dcmconv(*args: str | Path) -> None:
+    """Run dcmtk's /usr/bin/dcmconv; a failure fails the test with dcmconv's message."""
+    tool = system_tool("/usr/bin/dcmconv")
+    proc = subprocess.run([tool, *map(str, args)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"dcmconv {' '.join(map(str, args))}: {proc.stderr.strip()}"
+
+
 def dciodvfy_errors(path: Path) -> set[str]:
     """dciodvfy's error lines for a file, with quoted values blanked for comparison."""
     import re

@@ -7,11 +7,24 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from kernelconv.errors import PixelDataError, SeriesError
 from kernelconv.hu import stored_to_hu
 from kernelconv.kernels import first_kernel_value
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+LEGACY_ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.2"
+MULTIFRAME_CT = {ENHANCED_CT_IMAGE, LEGACY_ENHANCED_CT_IMAGE}
+CT_CLASSES = {CT_IMAGE} | MULTIFRAME_CT
+
+#: values longer than this (bytes) are not loaded by a header read (the pixel data)
+HEADER_DEFER_SIZE = 1024
+UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 def _functional_items(ds: Dataset, keyword: str) -> Iterator[Dataset]:
@@ -96,10 +109,79 @@ def _shared_items(ds: Dataset, keyword: str) -> Iterator[Dataset]:
         yield from group.get(keyword) or []
 
 
-def read_dataset(path: Path) -> Dataset:
-    """Read a whole file (pixels included) for conversion."""
+def read_file(path: Path, *, header_only: bool = False) -> Dataset:
+    """Read a DICOM file: the one reader of input files, for headers and for whole files.
+
+    A Part-10 file (preamble, "DICM", file meta) is read as it is, in any transfer syntax,
+    Explicit VR Big Endian included. A file without preamble, prefix or file meta (a bare
+    dataset, the shape of ACR-NEMA-style exports) is read with ``force=True`` only after the
+    plain read fails for that reason, and is accepted only when it holds a CT image
+    (:func:`_is_ct_image`): a forced read of arbitrary bytes often "succeeds" with a handful
+    of garbage elements, and such a file must never become a series.
+
+    ``header_only`` defers values longer than :data:`HEADER_DEFER_SIZE` (the pixel data).
+    Raises InvalidDicomError("not a DICOM file") for a file that is neither; a corrupt
+    Part-10 file raises whatever pydicom raises.
+    """
+    defer = HEADER_DEFER_SIZE if header_only else None
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path, defer_size=defer)
+    except InvalidDicomError:
+        pass  # no preamble/"DICM" (or no usable file meta): maybe a bare dataset
+    try:
+        ds = pydicom.dcmread(path, defer_size=defer, force=True)
+        accepted = _is_ct_image(ds, path)
+    except Exception:  # noqa: BLE001 - parsing arbitrary bytes raises many types
+        accepted = False
+    if not accepted:
+        raise InvalidDicomError("not a DICOM file")
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # no file meta: name the encoding pydicom found, which decoding the pixels needs
+        ds.file_meta.TransferSyntaxUID = _syntax_of(*ds.original_encoding)
+    return ds
+
+
+def _syntax_of(implicit_vr: bool | None, little_endian: bool | None) -> UID:
+    if implicit_vr:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little_endian else ExplicitVRBigEndian
+
+
+def _is_ct_image(ds: Dataset, path: Path) -> bool:
+    """Whether a forced read found a whole CT image: a CT SOP class, a SOP instance UID, a
+    positive matrix size, the geometry (per frame for multi-frame CT), and pixel data that is
+    all there (a file cut short must not pass for an image)."""
+    if str(ds.get("SOPClassUID", "")).strip() not in CT_CLASSES:
+        return False
+    if not str(ds.get("SOPInstanceUID", "")).strip() or "PixelData" not in ds:
+        return False
+    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    if rows <= 0 or columns <= 0:
+        return False
+    if "PerFrameFunctionalGroupsSequence" not in ds and not (
+        "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds
+    ):
+        return False
+    pixels = ds.get_item("PixelData", keep_deferred=True)  # a deferred value stays unread
+    if isinstance(pixels, RawDataElement):
+        if pixels.length == UNDEFINED_LENGTH:
+            return True  # encapsulated (compressed) frames: decoding checks them
+        declared = pixels.length
+        present = (path.stat().st_size - pixels.value_tell if pixels.value is None
+                   else len(pixels.value))
+    else:
+        declared = present = len(pixels.value or b"")
+    size = frame_count(ds) * rows * columns * int(ds.get("SamplesPerPixel") or 1) * (
+        int(ds.get("BitsAllocated") or 16) // 8)
+    return declared >= size and present >= declared
+
+
+def read_dataset(path: Path) -> Dataset:
+    """Read a whole file (pixels included) for conversion; PixelDataError naming the file."""
+    try:
+        return read_file(path)
+    except InvalidDicomError as exc:
+        raise PixelDataError(f"{path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - corrupt files raise many types
         raise PixelDataError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
 

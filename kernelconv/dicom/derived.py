@@ -7,6 +7,7 @@ files byte for byte, and different models or targets never share a UID.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,11 +45,19 @@ class Derivation:
     method_id: str  # stable id used in UIDs (model id, or filter id)
     smoothing: bool  # True: sharp -> soft (Smoothing); False: soft -> sharp (Edge enhancement)
     series_number_offset: int = 1000
-    description_suffix: str = ""
 
     @property
     def suffix(self) -> str:
-        return self.description_suffix or f" [{self.target_kernel} kernelconv]"
+        return f" [{self.target_kernel} kernelconv]"
+
+
+@dataclass(frozen=True)
+class DerivedBy:
+    """What kernelconv did to an image it wrote, read back from the image's headers."""
+
+    source_kernel: str
+    target_kernel: str
+    method_id: str | None  # None when the header no longer holds it whole (see derivation_of)
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,41 @@ def choose_encoding(ds: Dataset) -> PixelEncoding:
         if 12 <= b <= 16 and encoding_holds(slope, intercept, b, signed):
             return PixelEncoding(b, signed, slope, intercept)
     return PixelEncoding(16, signed, 1.0, 0.0 if signed else HU_MIN)
+
+
+#: Manufacturer of the Contributing Equipment item build_derived appends
+KERNELCONV_MANUFACTURER = "kernelconv"
+_CONTRIBUTION = re.compile(r"kernel conversion (?P<src>.+?) -> (?P<dst>.+?) \((?P<method>.*)\)")
+_DERIVATION = re.compile(r"CT reconstruction kernel conversion (?P<src>.+?) -> (?P<dst>.+?) "
+                         r"by kernelconv ")
+
+
+def derivation_of(ds: Dataset) -> DerivedBy | None:
+    """How kernelconv derived ``ds``, or None when kernelconv did not derive it.
+
+    kernelconv's images have ImageType value 1 DERIVED and a Contributing Equipment item with
+    Manufacturer "kernelconv" whose ContributionDescription is ``kernel conversion SOURCE ->
+    TARGET (METHOD_ID)`` (the last such item counts: an image converted twice keeps both).
+    Other software's DERIVED images and anything else give None. Where that description was
+    cut short (older kernelconv versions cut it at 64 characters), the kernels come from
+    DerivationDescription and method_id is None.
+    """
+    image_type = ds.get("ImageType") or []
+    first = image_type if isinstance(image_type, str) else (image_type or [""])[0]
+    if str(first).strip().upper() != "DERIVED":
+        return None
+    items = [item for item in ds.get("ContributingEquipmentSequence") or []
+             if str(item.get("Manufacturer", "")).strip() == KERNELCONV_MANUFACTURER]
+    if not items:
+        return None
+    contribution = str(items[-1].get("ContributionDescription", "") or "").strip()
+    m = _CONTRIBUTION.fullmatch(contribution)
+    if m:
+        return DerivedBy(m["src"], m["dst"], m["method"])
+    m = _DERIVATION.match(str(ds.get("DerivationDescription", "") or "").strip())
+    if m and contribution.startswith("kernel conversion "):
+        return DerivedBy(m["src"], m["dst"], None)
+    return None
 
 
 def _code(value: tuple[str, str, str]) -> Dataset:
@@ -195,12 +239,12 @@ def build_derived(
 
     equipment = Dataset()
     equipment.PurposeOfReferenceCodeSequence = Sequence([_code(PROCESSING_EQUIPMENT)])
-    equipment.Manufacturer = "kernelconv"
+    equipment.Manufacturer = KERNELCONV_MANUFACTURER
     equipment.ManufacturerModelName = "kernelconv"
     equipment.SoftwareVersions = __version__
     equipment.ContributionDescription = _truncate(
         f"kernel conversion {derivation.source_kernel} -> {derivation.target_kernel} "
-        f"({derivation.method_id})", 64)
+        f"({derivation.method_id})", 1024)  # ST: up to 1024 characters
     contributing = list(ds.get("ContributingEquipmentSequence") or [])
     ds.ContributingEquipmentSequence = Sequence(contributing + [equipment])
 
@@ -215,6 +259,8 @@ def build_derived(
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = lossy
     _write_pixels(ds, hu, stored_src, enc)
+    if ds.original_encoding[1] is False:
+        _values_to_little_endian(ds)
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(source_class)
@@ -225,6 +271,40 @@ def build_derived(
     ds.file_meta = meta
     ds.preamble = b"\x00" * 128
     return ds
+
+
+#: bytes per word of the VRs whose values pydicom keeps as the bytes read, in the file's order
+_WORD_BYTES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _values_to_little_endian(ds: Dataset) -> None:
+    """Make a dataset read from an Explicit VR Big Endian file hold little endian values only,
+    so that it is written as Explicit VR Little Endian (the file meta's transfer syntax).
+
+    Decoding every element (none stays raw, here and in nested sequences) turns numbers (US,
+    SS, UL, SL, FL, FD, AT...) into values the writer encodes in the output's byte order.
+    pydicom keeps OW/OF/OL/OD/OV values as bytes in the order read and does not swap them when
+    writing (its dcmwrite documentation: they "must be converted manually"); they are swapped
+    here. UN values have no known word size and cannot be swapped: they are removed. The
+    pixel data is skipped: ``_write_pixels`` already wrote it little endian. Last, the original
+    encoding is set to Explicit VR Little Endian, which is now what the values are, so that
+    ``save_as`` no longer refuses the dataset as one that changes byte order.
+    """
+    for elem in list(ds):  # iterating a Dataset decodes its raw elements
+        if elem.tag == 0x7FE00010:
+            continue
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _values_to_little_endian(item)
+        elif elem.VR in _WORD_BYTES and elem.value:
+            n = _WORD_BYTES[elem.VR]
+            raw = bytes(elem.value)
+            whole = len(raw) - len(raw) % n
+            elem.value = np.frombuffer(raw[:whole], dtype=f">u{n}").astype(f"<u{n}").tobytes() \
+                + raw[whole:]
+        elif elem.VR == "UN":
+            del ds[elem.tag]
+    ds.set_original_encoding(False, True)
 
 
 def _update_frames(

@@ -15,19 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from kernelconv.dicom.dataset import frame_rescales, kernel_of
+from kernelconv.dicom.dataset import (
+    CT_CLASSES,
+    MULTIFRAME_CT,
+    frame_rescales,
+    kernel_of,
+    read_file,
+)
+from kernelconv.dicom.derived import DerivedBy, derivation_of
 from kernelconv.errors import SeriesError
 
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.1"
-LEGACY_ENHANCED_CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2.2"
-MULTIFRAME_CT = {ENHANCED_CT_IMAGE, LEGACY_ENHANCED_CT_IMAGE}
-CT_CLASSES = {CT_IMAGE} | MULTIFRAME_CT
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"
 
 #: slice positions closer than this (mm) count as duplicates
@@ -69,6 +70,8 @@ class Series:
     slices: list[SliceRef]
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # set when the series cannot be converted as found
+    #: set when kernelconv itself derived the series (read from the first file's header)
+    derived_by_kernelconv: DerivedBy | None = None
 
     @property
     def n_images(self) -> int:
@@ -104,18 +107,6 @@ def _walk(root: Path, exclude: list[Path]) -> Iterator[Path]:
         )
         for name in sorted(filenames):
             yield Path(dirpath) / name
-
-
-def read_header(path: Path) -> Dataset:
-    """Read a file's header; large values (the pixel data) are deferred, not loaded."""
-    try:
-        return pydicom.dcmread(path, defer_size=1024)
-    except InvalidDicomError:
-        # no preamble/"DICM": accept a raw dataset only when it clearly is an image
-        ds = pydicom.dcmread(path, defer_size=1024, force=True)
-        if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
-            raise InvalidDicomError("not a DICOM file") from None
-        return ds
 
 
 def _normal(iop: Iterable[float]) -> np.ndarray:
@@ -182,7 +173,7 @@ def discover(root: Path, exclude: list[Path] | None = None) -> Discovery:
             if path.stat().st_size == 0:
                 skipped.append(Skipped(str(path), "empty file"))
                 continue
-            ds = read_header(path)
+            ds = read_file(path, header_only=True)
         except InvalidDicomError:
             skipped.append(Skipped(str(path), "not a DICOM file"))
             continue
@@ -243,7 +234,7 @@ def discover(root: Path, exclude: list[Path] | None = None) -> Discovery:
             series_uid=uid, study_uid=str(first.get("StudyInstanceUID", "")),
             kernel=kernel_of(first), description=str(first.get("SeriesDescription", "") or ""),
             series_number=_int_or_none(first.get("SeriesNumber")), multiframe=multiframe,
-            slices=[m[0] for m in members],
+            slices=[m[0] for m in members], derived_by_kernelconv=derivation_of(first),
         )
         if multiframe and len({m[0].sop_class_uid for m in members}) > 1:
             series.error = "series mixes single-frame and multi-frame CT images"
