@@ -130,6 +130,12 @@ def plan_series(series: Series, table: KernelAliases, options: ConvertOptions) -
     target, source_override = options.target, options.source_override
     if series.error:
         return Planned(series, None, "failed", series.error)
+    made = series.derived_by_kernelconv
+    if made is not None and not options.include_derived:
+        return Planned(series, None, "skipped",
+                       f"derived by kernelconv ({made.source_kernel} -> {made.target_kernel}); "
+                       "converting it again compounds the estimate (--include-derived to do "
+                       "it anyway)")
     kernel = source_override or series.kernel
     if not kernel:
         return Planned(series, None, "failed",

@@ -385,3 +385,26 @@ def test_output_inside_input_is_not_read_back(sharp_series: Path, tiny_model: Pa
         assert code == 0, err
     report = json.loads((out / "kernelconv-report.json").read_text())
     assert len(report["series"]) == 1  # the derived series was not picked up as input
+
+
+def test_series_kernelconv_derived_is_skipped_unless_asked(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "archive"
+    make_series(dicom_file("693_UNCR.dcm"), src / "original", 2, kernel="B70f")
+    code, _, err = run_cli(["convert", src, src / "converted", "--to", "B30f", "--method",
+                            "filter"], capsys)
+    assert code == 0, err
+    # the archive now holds the B70f original and kernelconv's B30f; ask for B70f again
+    code, _, err = run_cli(["convert", src, tmp_path / "out", "--to", "B70f", "--method",
+                            "filter"], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "kernelconv-report.json").read_text())
+    by_kernel = {r["source_kernel"]: r for r in report["series"]}
+    assert by_kernel["B70f"]["reason"].startswith("already at the target")
+    assert by_kernel["B30f"]["status"] == "skipped"
+    assert by_kernel["B30f"]["reason"].startswith("derived by kernelconv (B70f -> B30f)")
+    assert output_series_dirs(tmp_path / "out") == []
+    code, _, err = run_cli(["convert", src, tmp_path / "again", "--to", "B70f", "--method",
+                            "filter", "--include-derived"], capsys)
+    assert code == 0, err
+    [converted] = output_series_dirs(tmp_path / "again")
+    assert all("B30f -> B70f" in ds.DerivationDescription for ds in read_all(converted))

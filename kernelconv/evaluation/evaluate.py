@@ -20,7 +20,6 @@ residual after a 7 x 7 local mean (an approximation, flagged in the report).
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +28,13 @@ from typing import Any
 import numpy as np
 
 from kernelconv.dicom.dataset import pixel_spacing_mm, read_hu_slices
+from kernelconv.dicom.derived import derivation_of
 from kernelconv.dicom.discovery import Series, discover
 from kernelconv.errors import InputError
 from kernelconv.evaluation.metrics import mae, psnr, rmse, ssim
 from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 from kernelconv.kernels import first_kernel_value
 
-_DERIVATION = re.compile(r"conversion (\S+) -> (\S+)")
 ROI_NAMES = ("soft tissue", "fat", "lung", "bone")
 POSITION_TOL_MM = 0.01
 #: directions in the paper's Table 2 order: sharp -> soft, then soft -> sharp
@@ -145,11 +144,9 @@ def load_series(series: Series) -> LoadedSeries:
     positions = [sl.position for sl in series.slices]
     kernel = first_kernel_value(first.get("ConvolutionKernel")) or "?"
     image_type = [str(v).upper() for v in first.get("ImageType", [])]
-    derived = bool(image_type) and image_type[0] == "DERIVED"
-    source = kernel
-    m = _DERIVATION.search(str(first.get("DerivationDescription", "")))
-    if derived and m:
-        source = m.group(1)
+    made = derivation_of(first)  # kernelconv's own output says what it was converted from
+    derived = made is not None or (bool(image_type) and image_type[0] == "DERIVED")
+    source = made.source_kernel if made is not None else kernel
     return LoadedSeries(series.folder, kernel, source, derived,
                         str(first.get("StudyInstanceUID", "")),
                         str(first.get("FrameOfReferenceUID", "")),
