@@ -1,4 +1,5 @@
-"""Atomic file writes: the one owner of the temporary-file + ``os.replace`` pattern.
+"""Atomic file writes (the one owner of the temporary-file + ``os.replace`` pattern), and
+reading a JSON settings file.
 
 A reader (or a crash) never sees a half-written file: content goes to a temporary sibling
 named ``<name>.<pid>-<thread>.part`` in the same folder (same file system), which replaces the
@@ -9,10 +10,14 @@ checkpoints, reports, spooled instances, status files and derived images are wri
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from kernelconv.errors import UsageError
 
 PART_SUFFIX = ".part"
 
@@ -50,3 +55,16 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
 def atomic_write_text(path: Path, text: str, fsync: bool = False) -> None:
     with atomic_path(path, fsync) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def read_settings_file(path: Path, what: str) -> dict[str, Any]:
+    """The settings of a JSON config file (a JSON object); a one-line usage error naming the
+    file and ``what`` it should be (e.g. "training config") otherwise. The caller validates
+    the keys and values."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: a {what} is a JSON object of settings")
+    return data

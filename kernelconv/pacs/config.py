@@ -10,7 +10,6 @@ the file, the file overrides the defaults (as pynetdicom's apps document their f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from kernelconv.engines.select import BACKENDS, METHODS, PRECISIONS, EngineSpec
 from kernelconv.errors import UsageError
+from kernelconv.fileio import read_settings_file
 from kernelconv.pacs.forward import Destination
 from kernelconv.pipeline import ConvertOptions
 
@@ -67,13 +67,7 @@ class ListenConfig:
     @staticmethod
     def read_file(path: Path) -> dict[str, Any]:
         """The settings of a JSON config file (validated by ``updated``)."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{path}: cannot read listener config ({exc})") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"{path}: a listener config is a JSON object of settings")
-        return data
+        return read_settings_file(path, "listener config")
 
     def updated(self, settings: Mapping[str, Any], origin: str) -> ListenConfig:
         """These settings on top of this config; None (an option not given) changes nothing."""

@@ -6,12 +6,12 @@ command-line options (``updated``); the result is validated once, here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from kernelconv.errors import UsageError
+from kernelconv.fileio import read_settings_file
 
 
 @dataclass
@@ -57,13 +57,7 @@ class TrainConfig:
     @staticmethod
     def read_file(path: Path) -> dict[str, Any]:
         """The settings a JSON config file gives (validated by ``updated``)."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{path}: cannot read training config ({exc})") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"{path}: a training config is a JSON object of settings")
-        return data
+        return read_settings_file(path, "training config")
 
     def updated(self, data: dict[str, Any], origin: str = "config") -> TrainConfig:
         names = {f.name for f in fields(self)}
