@@ -32,10 +32,15 @@ def hu_to_unit(
 
 
 def unit_to_hu(
-    unit: npt.NDArray[np.floating], hu_min: float = HU_MIN, hu_max: float = HU_MAX
+    unit: npt.NDArray[np.floating], hu_min: float = HU_MIN, hu_max: float = HU_MAX,
+    clip: bool = True,
 ) -> FloatArray:
-    """Inverse of :func:`hu_to_unit` on [-1, 1] (values outside are clipped first)."""
-    u = np.clip(unit.astype(np.float32), -1.0, 1.0)
+    """Inverse of :func:`hu_to_unit` on [-1, 1] (values outside are clipped first, unless
+    ``clip`` is False: a residual generator's output may leave the window before the file's
+    encoding clips it, and the HU check looks at it unclipped)."""
+    u = unit.astype(np.float32)
+    if clip:
+        u = np.clip(u, -1.0, 1.0)
     return ((u + 1.0) * ((hu_max - hu_min) / 2.0) + hu_min).astype(np.float32)
 
 

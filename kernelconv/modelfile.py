@@ -42,13 +42,16 @@ class ModelInfo:
 
     name: str
     domains: list[str]
-    arch_args: dict[str, int]
+    arch_args: dict[str, Any]
     hu_range: tuple[float, float] = (HU_MIN, HU_MAX)
     domain_sharpness: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     architecture: str = ARCHITECTURE
     weights_sha256: str = ""
     path: Path | None = None
+    #: responses (kernel_response JSON) of the base filter a filter_residual model corrects;
+    #: empty: the built-in table
+    kernel_responses: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def model_id(self) -> str:
@@ -61,6 +64,7 @@ class ModelInfo:
             "domains": self.domains, "domain_sharpness": self.domain_sharpness,
             "hu_range": list(self.hu_range), "provenance": self.provenance,
             "weights_sha256": self.weights_sha256,
+            **({"kernel_responses": self.kernel_responses} if self.kernel_responses else {}),
         }
 
 
@@ -114,6 +118,7 @@ def info_from_metadata(path: Path, meta: dict[str, Any]) -> ModelInfo:
             domain_sharpness={str(k): float(v) for k, v in meta.get("domain_sharpness", {}).items()},
             provenance=dict(meta.get("provenance", {})), architecture=meta["architecture"],
             weights_sha256=str(meta["weights_sha256"]), path=path,
+            kernel_responses=list(meta.get("kernel_responses") or []),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelError(f"{path}: incomplete model metadata ({exc})") from None

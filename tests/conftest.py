@@ -14,5 +14,15 @@ from helpers import make_tiny_model  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small randomly initialised model file (conv_dim 8, one residual block)."""
+    """A small randomly initialised model file (conv_dim 8, one residual block) of the
+    HU-preserving residual variant: its random correction changes every image, but never
+    local mean HU, so its conversions pass the HU check as a trained model's must."""
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_paper_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The paper's generator (direct output) with random weights: its output is arbitrary,
+    so conversions with it fail the HU check unless the test lifts the limit."""
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-paper.safetensors",
+                           output="direct", highpass_px=0.0)

@@ -39,9 +39,21 @@ def ct5n_dir() -> Path:
     return dicom_file("CT_small.dcm").parent / "dicomdirtests" / "98892001" / "CT5N"
 
 
-def make_tiny_model(path: Path, seed: int = 0, name: str = "tiny") -> Path:
+def make_tiny_model(path: Path, seed: int = 0, name: str = "tiny", output: str = "residual",
+                    highpass_px: float = 4.0, head_scale: float | None = 0.001) -> Path:
+    """A small model file with random weights (conv_dim 8, one residual block).
+
+    By default the HU-preserving residual variant, whose zero-started last convolution gets
+    small random weights (``head_scale``; None: left at zero, the identity): it changes every
+    image but not local mean HU, so its conversions pass the HU check as a trained model's
+    must. ``output="direct"`` (with ``highpass_px=0``) is the paper's generator, whose random
+    output fails the check."""
     torch.manual_seed(seed)
-    gen = Generator(GeneratorConfig(c_dim=3, conv_dim=8, n_down=2, n_res=1))
+    gen = Generator(GeneratorConfig(c_dim=3, conv_dim=8, n_down=2, n_res=1, output=output,
+                                    highpass_px=highpass_px))
+    if head_scale is not None and output != "direct":
+        with torch.no_grad():
+            gen.head[0].weight.normal_(0.0, head_scale)
     info = ModelInfo(name=name, domains=list(DOMAINS), arch_args=gen.config.to_dict(),
                      domain_sharpness={"B30f": 30, "B50f": 50, "B70f": 70},
                      provenance={"note": "random weights for tests"})

@@ -381,7 +381,7 @@ def test_derivation_of_a_series_converted_twice_is_the_last_conversion(
     make_series(dicom_file("CT_small.dcm"), tmp_path / "in", 2, kernel="B70f")
     _convert(tmp_path / "in", tmp_path / "out", capsys, "--method", "filter")
     code, _, err = run_cli(["convert", tmp_path / "out", tmp_path / "again", "--to", "B50f",
-                            "--method", "filter"], capsys)
+                            "--method", "filter", "--include-derived"], capsys)
     assert code == 0, err
     (series,) = discover(tmp_path / "again").series
     assert series.derived_by_kernelconv == DerivedBy("B30f", "B50f", FilterEngine().method_id)

@@ -13,6 +13,7 @@ import numpy as np
 from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 
 if TYPE_CHECKING:
+    from kernelconv.engines.filter_engine import FilterEngine
     from kernelconv.modelfile import ModelInfo
 
 
@@ -55,6 +56,8 @@ class GeneratorEngine:
 
         self.info = info
         self.multiple = multiple
+        #: HU-preserving variants (extension): the classical filter the network corrects
+        self.base_filter = base_filter_for(info)
         self.domains = tuple(info.domains)
         self.domain_sharpness = domain_sharpness(self.domains, info.domain_sharpness)
         # another backend's results differ by a fraction of an HU: its derived UIDs must too
@@ -62,8 +65,10 @@ class GeneratorEngine:
         self.description = f"GGCL StarGAN generator, model {info.model_id}" + (
             " (ONNX Runtime)" if backend == "onnx" else "")
 
-    def forward(self, unit: np.ndarray, target: int) -> np.ndarray:
-        """(B, 1, H, W) network input -> (B, 1, H, W) output in [-1, 1], as numpy."""
+    def forward(self, unit: np.ndarray, target: int,
+                base: np.ndarray | None = None) -> np.ndarray:
+        """(B, 1, H, W) network input (and, for filter_residual, the filter's conversion of it
+        on the same scale) -> (B, 1, H, W) output in [-1, 1], as numpy."""
         raise NotImplementedError
 
     def convert(self, hu: np.ndarray, source: str, target: str,
@@ -76,5 +81,37 @@ class GeneratorEngine:
             raise KernelconvError(f"target kernel {target} is not one of {self.domains}")
         lo, hi = self.info.hu_range
         unit, (rows, cols) = network_input(hu, lo, hi, self.multiple)
-        out = self.forward(unit, self.domains.index(target))
-        return unit_to_hu(out[:, 0, rows, cols], lo, hi)
+        base = None
+        if self.base_filter is not None:
+            if source not in self.base_filter.domains:
+                raise KernelconvError(f"source kernel {source} has no response for the "
+                                      "model's base filter")
+            # from the clipped input, as the network sees it (and as it was trained)
+            base_hu = self.base_filter.convert(np.clip(hu, lo, hi), source, target, pixel_mm)
+            base = network_input(base_hu, lo, hi, self.multiple)[0]
+        out = self.forward(unit, self.domains.index(target), base)
+        # unclipped: the encoding clips to the stored range, the HU check needs the values
+        return unit_to_hu(out[:, 0, rows, cols], lo, hi, clip=False)
+
+
+def base_filter_for(info: ModelInfo) -> FilterEngine | None:
+    """The classical filter a filter_residual model corrects (None for other variants): the
+    kernel responses stored in the model file, else the built-in response table."""
+    from kernelconv.engines.filter_engine import FilterEngine
+    from kernelconv.errors import ModelError
+    from kernelconv.kernel_response import load_response_table, responses_from_json
+
+    if info.arch_args.get("output") != "filter_residual":
+        return None
+    table = load_response_table()
+    stored = info.kernel_responses
+    if stored:
+        try:
+            table.update(responses_from_json(stored))
+        except ValueError as exc:
+            raise ModelError(f"{info.path}: invalid kernel responses ({exc})") from None
+    missing = [d for d in info.domains if d not in table]
+    if missing:
+        raise ModelError(f"{info.path}: no kernel response for {', '.join(missing)} (its base "
+                         "filter needs one per domain)")
+    return FilterEngine({d: table[d] for d in info.domains})

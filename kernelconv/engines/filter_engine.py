@@ -19,6 +19,8 @@ learned parameters.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from kernelconv.kernel_response import (
@@ -54,8 +56,8 @@ class FilterEngine:
         lam = self.soft_to_sharp_lambda if sharper else SHARP_TO_SOFT_LAMBDA
         return wt * ws / (ws * ws + lam * (f_lpcm / 10.0) ** 2)
 
-    def _grid_transfer(self, source: str, target: str, shape: tuple[int, ...],
-                       pixel_mm: float) -> np.ndarray:
+    def grid_transfer(self, source: str, target: str, shape: tuple[int, ...],
+                      pixel_mm: float) -> np.ndarray:
         """H on the rfft2 grid of ``shape``; computed once per (kernels, size, spacing)."""
         key = (source, target, shape, pixel_mm)
         if key not in self._grids:
@@ -73,6 +75,35 @@ class FilterEngine:
         b, h, w = hu.shape
         pad = min(PAD, h - 1, w - 1)
         x = np.pad(hu.astype(np.float64), ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
-        spec = np.fft.rfft2(x) * self._grid_transfer(source, target, x.shape[1:], pixel_mm)
+        spec = np.fft.rfft2(x) * self.grid_transfer(source, target, x.shape[1:], pixel_mm)
         y = np.fft.irfft2(spec, s=x.shape[1:])[:, pad:pad + h, pad:pad + w]
         return y.astype(np.float32)
+
+    def convert_torch(self, x: Any, sources: list[str], targets: list[str],
+                      pixel_mm: list[float]) -> Any:
+        """The same conversion on a torch tensor (B, 1, H, W), differentiable (training).
+
+        Works on HU or on the network's [-1, 1] scale alike: the filter is linear with
+        H(0) = 1, so it commutes with the affine HU <-> unit map. Item i goes from
+        ``sources[i]`` to ``targets[i]`` at ``pixel_mm[i]``; padding and transfer are exactly
+        those of :meth:`convert`.
+        """
+        import torch
+
+        b, _, h, w = x.shape
+        pad = min(PAD, h - 1, w - 1)
+        xp = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+        out = torch.empty_like(x)
+        groups: dict[tuple[str, str, float], list[int]] = {}
+        for i in range(b):
+            groups.setdefault((sources[i], targets[i], float(pixel_mm[i])), []).append(i)
+        for (src, dst, px), ids in groups.items():
+            sel = xp[ids]
+            if src == dst:
+                out[ids] = sel[..., pad:pad + h, pad:pad + w]
+                continue
+            grid = torch.from_numpy(self.grid_transfer(src, dst, tuple(xp.shape[-2:]), px))
+            spec = torch.fft.rfft2(sel.double()) * grid.to(x.device)
+            y = torch.fft.irfft2(spec, s=tuple(xp.shape[-2:]))[..., pad:pad + h, pad:pad + w]
+            out[ids] = y.to(x.dtype)
+        return out

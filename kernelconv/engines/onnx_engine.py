@@ -69,11 +69,25 @@ def export_onnx(model_path: Path, out: Path) -> Path:
             assert isinstance(out, torch.Tensor)
             return out
 
+    class _WithBase(_OneHotTarget):
+        def forward(self, image: torch.Tensor, target: torch.Tensor,  # type: ignore[override]
+                    base: torch.Tensor) -> torch.Tensor:
+            out = self.net(image, target, base=base)
+            assert isinstance(out, torch.Tensor)
+            return out
+
     m = gen.config.size_multiple
     n = len(info.domains)
-    example = (torch.zeros(2, 1, 4 * m, 4 * m), torch.eye(n)[:2].reshape(2, n) if n > 1
-               else torch.ones(2, 1))
+    with_base = gen.config.needs_base
+    image = torch.zeros(2, 1, 4 * m, 4 * m)
+    example: tuple[torch.Tensor, ...] = (image, torch.eye(n)[:2].reshape(2, n) if n > 1
+                                         else torch.ones(2, 1))
     batch, rows, cols = Dim("batch"), Dim("rows", min=1, max=8192), Dim("cols", min=1, max=8192)
+    shapes: dict[str, dict[int, Any]] = {"image": {0: batch, 2: m * rows, 3: m * cols},
+                                         "target": {0: batch}}
+    if with_base:
+        example += (torch.zeros_like(image),)
+        shapes["base"] = {0: batch, 2: m * rows, 3: m * cols}
     sink = io.StringIO()
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
@@ -83,10 +97,9 @@ def export_onnx(model_path: Path, out: Path) -> Path:
                 warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                _OneHotTarget(gen), example, input_names=["image", "target"],
-                output_names=["converted"], opset_version=OPSET, dynamo=True, verbose=False,
-                dynamic_shapes={"image": {0: batch, 2: m * rows, 3: m * cols},
-                                "target": {0: batch}})
+                (_WithBase if with_base else _OneHotTarget)(gen), example,
+                input_names=list(shapes), output_names=["converted"], opset_version=OPSET,
+                dynamo=True, verbose=False, dynamic_shapes=shapes)
     finally:
         quiet.setLevel(level)
     assert program is not None
@@ -94,7 +107,9 @@ def export_onnx(model_path: Path, out: Path) -> Path:
     meta = info.to_json()
     meta["onnx"] = {"opset": OPSET, "exported_with": f"kernelconv {__version__}",
                     "torch": torch.__version__, "inputs": "image (N,1,H,W) in [-1,1]; target "
-                    "(N,c_dim) one-hot", "size_multiple": m}
+                    "(N,c_dim) one-hot" + ("; base (N,1,H,W): the MTF-ratio filter's "
+                                           "conversion of image, in [-1,1]" if with_base else ""),
+                    "size_multiple": m}
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta, sort_keys=True)
@@ -192,7 +207,10 @@ class OnnxEngine(GeneratorEngine):
         self.path = path
         super().__init__(info, 1 << int(info.arch_args.get("n_down", 2)), backend="onnx")
 
-    def forward(self, unit: np.ndarray, target: int) -> np.ndarray:
-        labels = one_hot(target, len(self.domains), len(unit))
-        out: np.ndarray = self.session.run(["converted"], {"image": unit, "target": labels})[0]
+    def forward(self, unit: np.ndarray, target: int,
+                base: np.ndarray | None = None) -> np.ndarray:
+        feeds = {"image": unit, "target": one_hot(target, len(self.domains), len(unit))}
+        if base is not None:
+            feeds["base"] = base
+        out: np.ndarray = self.session.run(["converted"], feeds)[0]
         return out

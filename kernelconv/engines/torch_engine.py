@@ -42,23 +42,23 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def run_generator(net: Generator, x: torch.Tensor, labels: torch.Tensor,
-                  precision: str = "fp32") -> torch.Tensor:
+                  precision: str = "fp32", base: torch.Tensor | None = None) -> torch.Tensor:
     """The generator's forward pass; with bf16/fp16 everything but the output head runs under
-    autocast and the head (the last conv and tanh) in fp32.
+    autocast and the head (the last conv, and tanh or the residual composition) in fp32.
 
     The output is written as integers in a 4095 HU range: bf16 steps there are about 8 HU
     near the top of the range, so the layer that produces it must stay fp32.
     """
     if precision == "fp32":
-        y = net(x, labels)
+        y = net(x, labels, base=base)
         assert isinstance(y, torch.Tensor)
         return y
     with torch.autocast(x.device.type, dtype=PRECISIONS[precision]):
-        planes = net.label_planes(labels, x.shape[-2], x.shape[-1]).to(x.dtype)
-        h = net.trunk(net.encoder(torch.cat([x, planes], dim=1)))
+        h = net.trunk(net.encoder(net.network_input(x, labels, base)))
         for up in net.decoder:
             h = up(h)
-    out: torch.Tensor = net.head(h.float())
+    out: torch.Tensor = net.compose(net.head(h.float()), x.float(),
+                                    None if base is None else base.float())
     return out
 
 
@@ -75,15 +75,21 @@ class ModuleEngine(GeneratorEngine):
         self.chunk = 1 << 30
         super().__init__(info, net.config.size_multiple)
 
-    def forward(self, unit: np.ndarray, target: int) -> np.ndarray:
-        x = torch.from_numpy(unit)
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(array)
         pin = self.device.type == "cuda"
         x = (x.pin_memory() if pin else x).to(self.device, non_blocking=pin)
-        x = x.contiguous(memory_format=self.memory_format)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def forward(self, unit: np.ndarray, target: int,
+                base: np.ndarray | None = None) -> np.ndarray:
+        x = self._to_device(unit)
+        b = self._to_device(base) if base is not None else None
         labels = torch.full((len(x),), target, dtype=torch.long, device=self.device)
         with torch.inference_mode():
             y = torch.cat([run_generator(self.net, x[i:i + self.chunk],
-                                         labels[i:i + self.chunk], self.precision)
+                                         labels[i:i + self.chunk], self.precision,
+                                         None if b is None else b[i:i + self.chunk])
                            for i in range(0, len(x), self.chunk)])
         return y.float().cpu().numpy()
 

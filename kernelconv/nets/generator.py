@@ -14,15 +14,33 @@ The output of the FIRST upsampling block (128 channels at H/2 for the paper's wi
 feature map GGCL compares with the discriminator's semantic label map; ``forward(...,
 return_feature=True)`` returns it too. At 512 x 512 the paper configuration has 9.23 M parameters
 and costs about 176 GMAC (352 GFLOP) per slice.
+
+HU-preserving variants (an extension beyond the paper; ``GeneratorConfig.output``):
+
+* ``direct`` (the paper, the default): output = tanh(conv7x7(h)). Instance normalisation
+  discards the image's absolute level, so absolute HU must be rebuilt from content: adding
+  50 HU to an input moves this output by 0 HU (measured, docs/training.md).
+* ``residual``: output = input + HP(conv7x7(h)).
+* ``filter_residual``: output = base + HP(conv7x7(h)), where ``base`` is the classical
+  MTF-ratio filter's conversion of the input (computed by the engine, or by the training loop,
+  with the pixel spacing; the network also sees it as a second input channel).
+
+HP is ``1 - Gaussian(sigma = highpass_px pixels)`` (identity when 0): the correction carries
+no low frequencies, so local mean HU is exactly the base's, and every kernel's MTF(0) = 1 is
+respected by construction. The last convolution starts at zero, so an untrained model is the
+identity (or the filter) and training can only add.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+OUTPUTS = ("direct", "residual", "filter_residual")
 
 
 @dataclass(frozen=True)
@@ -33,20 +51,47 @@ class GeneratorConfig:
     conv_dim: int = 64
     n_down: int = 2
     n_res: int = 6
+    output: str = "direct"  # direct (the paper) | residual | filter_residual (extensions)
+    highpass_px: float = 0.0  # sigma of the Gaussian the correction is high-passed by; 0: off
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        """The arguments; the paper's generator is written exactly as before the variants
+        existed, so its model files stay readable by older kernelconv versions."""
+        d: dict[str, Any] = asdict(self)
+        if self.output == "direct" and not self.highpass_px:
+            del d["output"], d["highpass_px"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
-        known = {k: int(data[k]) for k in ("c_dim", "conv_dim", "n_down", "n_res") if k in data}
-        unknown = set(data) - set(known)
+        ints: dict[str, Any] = {k: int(data[k]) for k in ("c_dim", "conv_dim", "n_down", "n_res")
+                                if k in data}
+        extra: dict[str, Any] = {}
+        if "output" in data:
+            extra["output"] = str(data["output"])
+        if "highpass_px" in data:
+            extra["highpass_px"] = float(data["highpass_px"])
+        unknown = set(data) - set(ints) - set(extra)
         if unknown:
             raise ValueError(f"unknown generator arguments: {', '.join(sorted(unknown))}")
-        cfg = cls(**known)
+        cfg = cls(**ints, **extra)
         if min(cfg.c_dim, cfg.conv_dim, cfg.n_down) < 1 or cfg.n_res < 0:
             raise ValueError(f"invalid generator arguments: {cfg}")
+        if cfg.output not in OUTPUTS:
+            raise ValueError(f"unknown generator output {cfg.output!r} (known: "
+                             f"{', '.join(OUTPUTS)}; a newer kernelconv may know it)")
+        if cfg.highpass_px < 0 or (cfg.highpass_px and cfg.output == "direct"):
+            raise ValueError("highpass_px needs a residual output and must be >= 0")
         return cfg
+
+    @property
+    def needs_base(self) -> bool:
+        """Whether the network takes the filter's conversion as a second input."""
+        return self.output == "filter_residual"
+
+    @property
+    def in_channels(self) -> int:
+        return (2 if self.needs_base else 1) + self.c_dim
 
     @property
     def size_multiple(self) -> int:
@@ -84,6 +129,32 @@ class UpBlock(nn.Module):
         return self.act(self.norm(self.shuffle(self.conv(x))))
 
 
+class HighPass(nn.Module):
+    """x - Gaussian(x), a depthwise separable blur with reflect padding (sigma in pixels)."""
+
+    def __init__(self, sigma_px: float) -> None:
+        super().__init__()
+        radius = max(1, int(math.ceil(3.0 * sigma_px)))
+        t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        g = torch.exp(-0.5 * (t / sigma_px) ** 2)
+        self.radius = radius
+        self.register_buffer("taps", (g / g.sum()).reshape(1, 1, -1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, h, w = x.shape[1:]
+        r = min(self.radius, h - 1, w - 1)
+        taps: torch.Tensor = self.taps  # type: ignore[assignment]
+        if r < self.radius:  # tiny images: a shorter kernel, renormalised
+            taps = taps[..., self.radius - r:self.radius + r + 1]
+            taps = taps / taps.sum()
+        y = nn.functional.pad(x, (r, r, r, r), mode="reflect")
+        kh = taps.to(x.dtype).reshape(1, 1, 1, -1).expand(c, 1, 1, -1)
+        kv = taps.to(x.dtype).reshape(1, 1, -1, 1).expand(c, 1, -1, 1)
+        y = nn.functional.conv2d(y, kh, groups=c)
+        y = nn.functional.conv2d(y, kv, groups=c)
+        return x - y
+
+
 class Generator(nn.Module):
     """StarGAN generator with the GGCL paper's changes. Input and output in [-1, 1]."""
 
@@ -93,7 +164,8 @@ class Generator(nn.Module):
         self.config = cfg
         ch = cfg.conv_dim
         layers: list[nn.Module] = [
-            nn.Conv2d(1 + cfg.c_dim, ch, 7, 1, 3, bias=False), _norm(ch), nn.ReLU(inplace=True),
+            nn.Conv2d(cfg.in_channels, ch, 7, 1, 3, bias=False), _norm(ch),
+            nn.ReLU(inplace=True),
         ]
         for _ in range(cfg.n_down):
             layers += [nn.Conv2d(ch, 2 * ch, 4, 2, 1, bias=False), _norm(2 * ch),
@@ -106,7 +178,13 @@ class Generator(nn.Module):
             ups.append(UpBlock(ch))
             ch //= 2
         self.decoder = nn.ModuleList(ups)
-        self.head = nn.Sequential(nn.Conv2d(ch, 1, 7, 1, 3, bias=False), nn.Tanh())
+        if cfg.output == "direct":
+            self.head = nn.Sequential(nn.Conv2d(ch, 1, 7, 1, 3, bias=False), nn.Tanh())
+        else:  # a correction: starts at zero, so the untrained model is the identity/filter
+            last = nn.Conv2d(ch, 1, 7, 1, 3, bias=False)
+            nn.init.zeros_(last.weight)
+            self.head = nn.Sequential(last)
+        self.highpass = HighPass(cfg.highpass_px) if cfg.highpass_px > 0 else None
 
     @property
     def feature_channels(self) -> int:
@@ -121,22 +199,46 @@ class Generator(nn.Module):
             -1, -1, height, width
         )
 
+    def network_input(self, x: torch.Tensor, labels: torch.Tensor,
+                      base: torch.Tensor | None = None) -> torch.Tensor:
+        """The first layer's input: image, the filter's conversion (filter_residual only) and
+        the tiled target label."""
+        planes = self.label_planes(labels, x.shape[-2], x.shape[-1]).to(x.dtype)
+        if self.config.needs_base:
+            if base is None:
+                raise ValueError("a filter_residual generator needs the filter's conversion "
+                                 "(base)")
+            return torch.cat([x, base.to(x.dtype), planes], dim=1)
+        return torch.cat([x, planes], dim=1)
+
+    def compose(self, head_out: torch.Tensor, x: torch.Tensor,
+                base: torch.Tensor | None = None) -> torch.Tensor:
+        """The output from the head's: itself (direct), or base + high-passed correction."""
+        if self.config.output == "direct":
+            return head_out
+        correction = self.highpass(head_out) if self.highpass is not None else head_out
+        anchor = base if self.config.needs_base else x
+        assert anchor is not None
+        return anchor.to(correction.dtype) + correction
+
     def forward(
-        self, x: torch.Tensor, labels: torch.Tensor, return_feature: bool = False
+        self, x: torch.Tensor, labels: torch.Tensor, return_feature: bool = False,
+        base: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Translate ``x`` (B, 1, H, W) to the target ``labels``.
 
-        H and W must be multiples of ``config.size_multiple``. With ``return_feature`` the first
-        decoder feature map (B, feature_channels, H/2**(n_down-1), ...) is returned as well.
+        H and W must be multiples of ``config.size_multiple``. ``base`` (B, 1, H, W): the
+        filter's conversion of ``x`` to the same targets, for ``filter_residual``. With
+        ``return_feature`` the first decoder feature map (B, feature_channels,
+        H/2**(n_down-1), ...) is returned as well.
         """
-        planes = self.label_planes(labels, x.shape[-2], x.shape[-1]).to(x.dtype)
-        h = self.trunk(self.encoder(torch.cat([x, planes], dim=1)))
+        h = self.trunk(self.encoder(self.network_input(x, labels, base)))
         feature = None
         for i, up in enumerate(self.decoder):
             h = up(h)
             if i == 0:
                 feature = h
-        out = self.head(h)
+        out = self.compose(self.head(h), x, base)
         if return_feature:
             assert feature is not None
             return out, feature

@@ -1,0 +1,96 @@
+"""HU-preserving generator variants (an extension): zero start, exact low frequencies, files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from helpers import dicom_file, make_tiny_model
+
+from kernelconv.dicom.dataset import decode_hu
+from kernelconv.engines.filter_engine import FilterEngine
+from kernelconv.engines.torch_engine import TorchEngine
+from kernelconv.hu_check import HuCheck, lowpass
+from kernelconv.modelfile import read_info
+from kernelconv.nets.generator import Generator, GeneratorConfig, HighPass
+
+
+def real_slice(name: str = "693_UNCR.dcm") -> tuple[np.ndarray, float]:
+    path = dicom_file(name)
+    ds = pydicom.dcmread(path)
+    return decode_hu(ds, path)[1], float(ds.PixelSpacing[0])
+
+
+def test_untrained_residual_model_is_the_identity(tmp_path: Path) -> None:
+    engine = TorchEngine(make_tiny_model(tmp_path / "r.safetensors", head_scale=None), "cpu")
+    hu, px = real_slice()
+    out = engine.convert(hu, "B70f", "B30f", px)
+    # exact up to the [-1024, 3071] window and float32 rounding of the unit scale
+    np.testing.assert_allclose(out, np.clip(hu, -1024, 3071), atol=0.01)
+
+
+def test_untrained_filter_residual_model_is_the_filter(tmp_path: Path) -> None:
+    engine = TorchEngine(make_tiny_model(tmp_path / "f.safetensors", output="filter_residual",
+                                         head_scale=None), "cpu")
+    hu, px = real_slice()
+    expected = np.clip(FilterEngine().convert(np.clip(hu, -1024, 3071), "B70f", "B30f", px),
+                       -1024, 3071)
+    out = engine.convert(hu, "B70f", "B30f", px)
+    np.testing.assert_allclose(out, expected, atol=0.05)
+    assert engine.description.startswith("GGCL StarGAN generator")
+
+
+@pytest.mark.parametrize("output", ["residual", "filter_residual"])
+def test_a_random_correction_never_moves_local_mean_hu(tmp_path: Path, output: str) -> None:
+    # a large random correction (far from trained) changes the image a lot, but not its
+    # low frequencies: the high-pass guarantees it by construction
+    engine = TorchEngine(make_tiny_model(tmp_path / "m.safetensors", output=output,
+                                         highpass_px=4.0, head_scale=0.003), "cpu")
+    hu, px = real_slice()
+    out = engine.convert(hu, "B30f", "B70f", px)
+    base = hu if output == "residual" else FilterEngine().convert(hu, "B30f", "B70f", px)
+    assert np.abs(out - base).mean() > 20.0  # it really does change the image
+    check = HuCheck()
+    check.add(np.clip(base, -1024, 3071), out, px)
+    soft = check.bias_hu["soft tissue"]
+    assert soft is not None and abs(soft) < 1.0, check.bias_hu
+
+
+def test_the_paper_generator_is_unchanged_and_its_files_read_as_before(tmp_path: Path) -> None:
+    cfg = GeneratorConfig()
+    assert cfg.to_dict() == {"c_dim": 3, "conv_dim": 64, "n_down": 2, "n_res": 6}
+    assert isinstance(Generator(cfg).head[-1], torch.nn.Tanh)
+    info = read_info(make_tiny_model(tmp_path / "d.safetensors", output="direct",
+                                     highpass_px=0.0))
+    assert "output" not in info.arch_args
+    assert GeneratorConfig.from_dict(info.arch_args).output == "direct"
+    bundled = Path(__file__).resolve().parent.parent / "models" / "sim-paired-v1.safetensors"
+    assert GeneratorConfig.from_dict(read_info(bundled).arch_args).output == "direct"
+
+
+def test_unknown_variant_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown generator output 'spectral'"):
+        GeneratorConfig.from_dict({"c_dim": 3, "output": "spectral"})
+    with pytest.raises(ValueError, match="highpass_px needs a residual output"):
+        GeneratorConfig.from_dict({"c_dim": 3, "highpass_px": 2.0})
+
+
+def test_highpass_removes_constants_and_keeps_fine_detail() -> None:
+    hp = HighPass(4.0)
+    flat = torch.full((1, 1, 64, 64), 0.25)
+    assert float(hp(flat).abs().max()) < 1e-6
+    checker = torch.ones(1, 1, 64, 64)
+    checker[..., ::2, :] = -1.0
+    assert float((hp(checker) - checker).abs().max()) < 0.01
+
+
+def test_lowpass_of_the_check_is_in_millimetres() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.normal(0, 50, (128, 128))
+    # the same physical sigma at half the pixel size smooths twice as many pixels
+    fine = lowpass(img, 0.5)
+    coarse = lowpass(img, 1.0)
+    assert fine.std() < coarse.std()
