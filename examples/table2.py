@@ -78,8 +78,9 @@ def main() -> None:
         conv = args.out / label.replace(" ", "-")
         for source, target in TABLE2_DIRECTIONS:
             for p in patients:
+                # an evaluation measures every method, also one that fails the HU check
                 run_convert(p / source, conv, lambda e=engine: e, engine.domains,
-                            ConvertOptions(target=target, batch_size=4))
+                            ConvertOptions(target=target, batch_size=4, max_bias=float("inf")))
         methods[label] = [r.summary() for r in evaluate(conv, sim, sim, keep_example=False)]
 
     text = [f"Held-out simulated patients: {args.patients} x {args.slices} slices, seed "

@@ -9,6 +9,7 @@ series is complete by construction (a rerun skips it unless ``overwrite``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,7 +32,9 @@ from kernelconv.dicom.paths import file_names, is_within, series_dir
 from kernelconv.engines import Engine
 from kernelconv.errors import InputError, KernelconvError, OutputError, SeriesError
 from kernelconv.fileio import atomic_path, atomic_write_text
-from kernelconv.kernel_response import REFERENCE_PIXEL_MM
+from kernelconv.hu import HU_MAX, HU_MIN
+from kernelconv.hu_check import DEFAULT_MAX_BIAS_HU, LOWPASS_SIGMA_MM, HuCheck
+from kernelconv.kernel_response import REFERENCE_PIXEL_MM, predicted_noise_ratio
 from kernelconv.kernels import KernelAliases
 
 TMP_PREFIX = ".kernelconv-tmp-"
@@ -41,6 +44,14 @@ REPORT_NAME = "kernelconv-report.json"
 
 class NoSeriesError(InputError):
     """Nothing under the input can be converted (the report says why for each file)."""
+
+
+class HuCheckError(SeriesError):
+    """The conversion moved local mean HU by more than the limit; the series is not written."""
+
+    def __init__(self, message: str, check: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.check = check
 
 
 @dataclass
@@ -60,6 +71,9 @@ class ConvertOptions:
     merge: bool = False
     #: convert series that kernelconv itself derived (skipped by default)
     include_derived: bool = False
+    #: refuse a series whose conversion moved local mean HU (soft tissue, fat or lung) by more
+    #: than this many HU (kernelconv.hu_check); inf: no limit (the check is still reported)
+    max_bias: float = DEFAULT_MAX_BIAS_HU
 
 
 @dataclass
@@ -77,6 +91,8 @@ class SeriesResult:
     seconds: float = 0.0
     output: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: the HU check of a converted (or refused) series: low-pass bias per region, noise ratio
+    hu_check: dict[str, Any] | None = None
     preview: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -255,6 +271,8 @@ def convert_series(
     tmp = final.parent / (TMP_PREFIX + final.name)
     _remove_tree(tmp)
     tmp.mkdir(parents=True)
+    check = HuCheck(max_bias=options.max_bias, expected_noise_ratio=predicted_noise_ratio(
+        source_domain, target, highpass_sigma_mm=LOWPASS_SIGMA_MM))
     middle = series.n_images // 2
     index = 0
     try:
@@ -280,6 +298,7 @@ def convert_series(
                         outs[i] = conv[k:k + batch[i].frames]
                         k += batch[i].frames
                 for i, image in enumerate(batch):
+                    check.add(np.clip(image.hu, HU_MIN, HU_MAX), outs[i], keys[i][1])
                     n = image.frames
                     if options.keep_preview and index <= middle < index + n:
                         result.preview = (image.hu[middle - index].copy(),
@@ -305,9 +324,14 @@ def convert_series(
             flush()
             for f in writes:
                 f.result()
+        result.hu_check = check.to_json()
+        if not check.passed:  # nothing of a refused series is installed
+            raise HuCheckError(check.reason(), result.hu_check)
         _install(tmp, final, options.merge)
     except BaseException:
         _remove_tree(tmp)
+        with contextlib.suppress(OSError):
+            final.parent.rmdir()  # the study folder, when this series was its only content
         raise
     result.seconds = time.perf_counter() - start
     return result
@@ -408,6 +432,9 @@ def run_convert(
         try:
             assert p.source_domain is not None
             res = convert_series(s, p.source_domain, engine, out, options, on_images)
+        except HuCheckError as exc:
+            base.status, base.reason, base.hu_check = "failed", str(exc), exc.check
+            res = base
         except KernelconvError as exc:
             base.status, base.reason = "failed", str(exc)
             res = base

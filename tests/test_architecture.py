@@ -11,7 +11,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "kernelconv"
 
 BASE = {"kernelconv", "kernelconv.errors", "kernelconv.hu", "kernelconv.kernels",
-        "kernelconv.kernel_response", "kernelconv.fileio", "kernelconv.bundled"}
+        "kernelconv.kernel_response", "kernelconv.fileio", "kernelconv.bundled",
+        "kernelconv.hu_check"}
 BLOCKS = {"kernelconv.dicom", "kernelconv.nets", "kernelconv.engines", "kernelconv.modelfile",
           "kernelconv.preview"}
 SERVICES = {"kernelconv.pipeline", "kernelconv.sim", "kernelconv.evaluation",

@@ -77,6 +77,7 @@ def convert(input_path: Path, output_path: Path, target: str, series_number_offs
         kernel_map=read_kernel_map(shared["kernel_map"]) if shared.get("kernel_map") else {},
         batch_size=shared.get("batch_size") or defaults.batch_size, overwrite=overwrite,
         dry_run=dry_run, include_derived=include_derived,
+        max_bias=defaults.max_bias if shared.get("max_bias") is None else shared["max_bias"],
         series_number_offset=defaults.series_number_offset if series_number_offset is None
         else series_number_offset,
         keep_preview=preview is not None,
@@ -103,6 +104,8 @@ def print_summary(report: Any, dry_run: bool, root: Path | None = None) -> None:
     style = {"converted": "green", "skipped": "yellow", "failed": "bold red", "planned": "cyan"}
     for r in report.results:
         note = r.reason or "; ".join(r.warnings)
+        if r.status == "converted" and r.hu_check:
+            note = "; ".join(filter(None, [_check_note(r.hu_check), note]))
         table.add_row(
             short_path(r.folder, root) + (f" #{r.series_number}"
                                           if r.series_number is not None else ""),
@@ -116,6 +119,20 @@ def print_summary(report: Any, dry_run: bool, root: Path | None = None) -> None:
     for r in report.results:
         if r.status == "failed":
             print(f"kernelconv: series failed: {r.folder}: {r.reason}", file=sys.stderr)
+
+
+def _check_note(check: dict[str, Any]) -> str:
+    """The HU check in a few words: the largest checked bias and the noise ratio."""
+    biases = {k: v for k, v in check["bias_hu"].items() if k != "air" and v is not None}
+    parts = []
+    if biases:
+        region, value = max(biases.items(), key=lambda kv: abs(kv[1]))
+        parts.append(f"bias {value:+.1f} HU {region}")
+    if check.get("noise_ratio") is not None:
+        expected = check.get("expected_noise_ratio")
+        parts.append(f"noise x{check['noise_ratio']:.2f}"
+                     + (f" (exp. {expected:.2f})" if expected is not None else ""))
+    return ", ".join(parts)
 
 
 def _write_previews(report: Any, path: Path) -> None:

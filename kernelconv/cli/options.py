@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: the shared options' names (as keyword arguments of the commands)
 ENGINE_KEYS = ("method", "model", "device", "precision", "backend")
-CONVERSION_KEYS = ("batch_size", "kernel_map", "source")
+CONVERSION_KEYS = ("batch_size", "kernel_map", "source", "max_bias")
 
 
 def _default(value: object) -> str:
@@ -60,6 +60,12 @@ def engine_options(func: F) -> F:
                           "CPU, docs/performance.md). A .onnx --model always runs with onnx."),
         click.option("--batch-size", type=click.IntRange(1, 1024), default=None,
                      help="Slices per forward pass." + _default(ConvertOptions.batch_size)),
+        click.option("--max-bias", type=click.FloatRange(0.0), default=None, metavar="HU",
+                     help="Refuse (exit 1, nothing written) a series whose conversion moved the "
+                          "local mean HU of soft tissue, fat or lung by more than this: a "
+                          "kernel change must not move it (extension; 'inf' turns the limit "
+                          "off, the check is still reported)."
+                          + _default(ConvertOptions.max_bias)),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)

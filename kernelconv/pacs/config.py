@@ -43,6 +43,7 @@ class ListenConfig:
     kernel_map: Path | None = None
     source: str | None = None  # --from: source kernel for every series
     batch_size: int = ConvertOptions.batch_size
+    max_bias: float = ConvertOptions.max_bias
     series_number_offset: int = ConvertOptions.series_number_offset
     retries: int = 5
     tls_cert: Path | None = None
@@ -106,7 +107,7 @@ class ListenConfig:
         return ConvertOptions(target=self.target, source_override=self.source,
                               kernel_map=kernel_map, batch_size=self.batch_size,
                               series_number_offset=self.series_number_offset, overwrite=True,
-                              merge=True)
+                              merge=True, max_bias=self.max_bias)
 
 
 def _choice(value: Any, allowed: tuple[str, ...]) -> str:
@@ -146,6 +147,11 @@ def _parse(name: str, raw: Any) -> Any:
         return _int_in(raw, 1, 1000)
     if name == "series_number_offset":
         return _int_in(raw, 0, 1_000_000)
+    if name == "max_bias":
+        bias = float(raw)
+        if not bias >= 0:
+            raise ValueError(f"{raw!r} is not a limit >= 0 HU")
+        return bias
     if name == "stable_seconds":
         seconds = float(raw)
         if seconds < 0.1:
