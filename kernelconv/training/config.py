@@ -42,6 +42,10 @@ class TrainConfig:
     g_warmup_iters: int = 0  # extension (paired only): first N iterations train G on L1 alone
     g_conv_dim: int = 64
     g_repeat: int = 6
+    #: extension: the generator's output variant (direct = the paper; residual,
+    #: filter_residual: HU-preserving, kernelconv/nets/generator.py) and its high-pass sigma
+    g_output: str = "direct"
+    g_highpass_px: float = 0.0
     d_conv_dim: int = 32
     d_layers: int = 7
     seed: int = 0
@@ -68,6 +72,10 @@ class TrainConfig:
         cfg = TrainConfig(**merged)
         if cfg.reg not in ("ggcl", "ggdr", "none"):
             raise UsageError(f"{origin}: reg must be ggcl, ggdr or none")
+        if cfg.g_output not in ("direct", "residual", "filter_residual"):
+            raise UsageError(f"{origin}: g_output must be direct, residual or filter_residual")
+        if cfg.g_highpass_px < 0 or (cfg.g_highpass_px and cfg.g_output == "direct"):
+            raise UsageError(f"{origin}: g_highpass_px needs a residual g_output and is >= 0")
         if cfg.amp not in ("none", "bf16", "fp16"):
             raise UsageError(f"{origin}: amp must be none, bf16 or fp16")
         if cfg.g_warmup_iters and not cfg.paired:

@@ -16,17 +16,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from kernelconv.dicom.dataset import read_hu_slices
+from kernelconv.dicom.dataset import pixel_spacing_mm, read_hu_slices
 from kernelconv.dicom.discovery import discover
 from kernelconv.errors import InputError, KernelconvError
 from kernelconv.fileio import atomic_write_text
 from kernelconv.hu import HU_MAX, HU_MIN, hu_to_unit
+from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 from kernelconv.kernels import KernelAliases
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: pixel spacing per series
 
 
 def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
@@ -55,7 +57,7 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
             except KernelconvError as exc:
                 skipped.append({"folder": series.folder, "reason": str(exc)})
                 continue
-            images, _ = read_hu_slices([sl.path for sl in series.slices])
+            images, first = read_hu_slices([sl.path for sl in series.slices])
             shapes = {im.shape for im in images}
             if len(shapes) != 1:
                 skipped.append({"folder": series.folder, "reason": "mixed matrix sizes"})
@@ -67,7 +69,8 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
                             "kernel": series.kernel, "study_uid": series.study_uid,
                             "positions": [round(float(s.position or 0.0), 3)
                                           for s in series.slices],
-                            "shape": list(arr.shape), "folder": series.folder})
+                            "shape": list(arr.shape), "folder": series.folder,
+                            "pixel_mm": pixel_spacing_mm(first) or REFERENCE_PIXEL_MM})
     if not entries:
         raise InputError("no training series found for the domains "
                          f"{', '.join(domains)} in {', '.join(map(str, data_dirs))}")
@@ -76,6 +79,17 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
              "skipped": skipped}
     atomic_write_text(index_path, json.dumps(index, indent=1) + "\n")
     return index
+
+
+class Batch(NamedTuple):
+    """One training batch: images (B, 1, h, w) in [-1, 1] and their domain labels; in paired
+    mode the partner slices and their domains; the pixel spacing (mm) of every item."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    targets: np.ndarray | None
+    target_labels: np.ndarray | None
+    pixel_mm: list[float]
 
 
 class SliceSampler:
@@ -87,6 +101,7 @@ class SliceSampler:
         assert isinstance(series, list)
         self.arrays = [np.load(cache_dir / s["file"], mmap_mode="r") for s in series]
         self.domains = [int(s["domain"]) for s in series]
+        self.pixel_mm = [float(s.get("pixel_mm", REFERENCE_PIXEL_MM)) for s in series]
         self.n_domains = len(index["domains"])  # type: ignore[arg-type]
         self.crop = crop
         self.rng = np.random.default_rng(seed)
@@ -114,10 +129,8 @@ class SliceSampler:
     def _unit(a: np.ndarray) -> np.ndarray:
         return hu_to_unit(a)
 
-    def batch(self, size: int, paired: bool = False) -> tuple[np.ndarray, np.ndarray,
-                                                               np.ndarray | None,
-                                                               np.ndarray | None]:
-        """(images (B,1,h,w) in [-1,1], labels (B,), paired targets, their labels).
+    def batch(self, size: int, paired: bool = False) -> Batch:
+        """Images (B,1,h,w) in [-1,1], labels (B,), paired targets, their labels, spacings.
 
         Crops share one size per batch. In paired mode each item is drawn among slices that have
         at least one partner in another domain, and the partner's domain is the target.
@@ -144,8 +157,9 @@ class SliceSampler:
         imgs = np.stack([self._unit(self.arrays[i][j, top:top + ch, left:left + cw])
                          for i, j in items])[:, None]
         labels = np.array([self.domains[i] for i, _ in items], dtype=np.int64)
+        spacing = [self.pixel_mm[i] for i, _ in items]
         if not paired:
-            return imgs, labels, None, None
+            return Batch(imgs, labels, None, None, spacing)
         tgt = np.stack([self._unit(self.arrays[i][j, top:top + ch, left:left + cw])
                         for i, j in targets])[:, None]
-        return imgs, labels, tgt, np.array(tlabels, dtype=np.int64)
+        return Batch(imgs, labels, tgt, np.array(tlabels, dtype=np.int64), spacing)

@@ -7,7 +7,7 @@ from typing import Any
 
 from kernelconv import __version__
 from kernelconv.errors import InputError
-from kernelconv.kernel_response import domain_sharpness
+from kernelconv.kernel_response import domain_sharpness, load_response_table, responses_to_json
 from kernelconv.modelfile import SUFFIX, ModelInfo, save_model, user_models_dir
 from kernelconv.training.checkpoint import latest_checkpoint, read_checkpoint, training_phases
 
@@ -35,8 +35,13 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
         "phases": phases, "config": cfg, "training_series": len(state.get("data", [])),
         **(extra_provenance or {}),
     }
-    info = ModelInfo(name=name, domains=domains, arch_args=dict(state["g_config"]),
-                     domain_sharpness=sharp, provenance=provenance)
+    arch = dict(state["g_config"])
+    responses = []
+    if arch.get("output") == "filter_residual":  # the base filter travels with the model
+        table = load_response_table()
+        responses = responses_to_json({d: table[d] for d in domains if d in table})
+    info = ModelInfo(name=name, domains=domains, arch_args=arch,
+                     domain_sharpness=sharp, provenance=provenance, kernel_responses=responses)
     out = (models_dir or user_models_dir()) / f"{name}{SUFFIX}"
     save_model(out, info, weights)
     return out
@@ -81,9 +86,15 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
                      + (f" D {cfg.get('lr_d')}" if adv else ""))
     init = phases[0]["config"].get("init") if phases else None
     start = f", starting from {init} (--init, extension)" if init else ""
+    output = str(phases[-1]["config"].get("g_output", "direct")) if phases else "direct"
+    variant = "" if output == "direct" else (
+        f"; HU-preserving generator output '{output}' (extension: "
+        + ("the MTF-ratio filter's conversion" if output == "filter_residual" else "the input")
+        + f" + a correction high-passed at sigma {phases[-1]['config'].get('g_highpass_px')} px)")
     if not adv_total:
-        return ("the paper's generator trained with the paired L1 extension only (generator "
-                f"warm-up; no adversarial, GGCL or cycle phase yet){start}", lines)
+        who = "the paper's generator" if output == "direct" else "the generator"
+        return (f"{who} trained with the paired L1 extension only (generator "
+                f"warm-up; no adversarial, GGCL or cycle phase yet){start}{variant}", lines)
     method = _reg_name(adv_regs[-1])
     if len(set(adv_regs)) > 1:
         method += f" (regulariser changed during training: {', '.join(adv_regs)})"
@@ -92,4 +103,4 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
     method += f", {adv_total} adversarial iterations"
     if warm_total:
         method += f", after {warm_total} paired-L1 generator warm-up iterations (extension)"
-    return method + start, lines
+    return method + start + variant, lines

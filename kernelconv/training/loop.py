@@ -112,7 +112,8 @@ def train(
         index = json.loads((cache / "index.json").read_text())
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
-    gcfg = GeneratorConfig(c_dim=len(cfg.domains), conv_dim=cfg.g_conv_dim, n_res=cfg.g_repeat)
+    gcfg = GeneratorConfig(c_dim=len(cfg.domains), conv_dim=cfg.g_conv_dim, n_res=cfg.g_repeat,
+                           output=cfg.g_output, highpass_px=cfg.g_highpass_px)
     dcfg = DiscriminatorConfig(c_dim=len(cfg.domains), conv_dim=cfg.d_conv_dim,
                                n_layers=cfg.d_layers,
                                feature_channels=gcfg.conv_dim * (1 << gcfg.n_down) // 2)
@@ -154,7 +155,8 @@ def train(
     loss = StarGanLoss(gen, disc, LossWeights(cfg.lambda_cls, cfg.lambda_cyc, cfg.lambda_gp,
                                               cfg.lambda_reg,
                                               cfg.lambda_paired if cfg.paired else 0.0),
-                       cfg.reg, cfg.n_patches, cfg.tau, patch_seed=cfg.seed * 1000 + rank + 7)
+                       cfg.reg, cfg.n_patches, cfg.tau, patch_seed=cfg.seed * 1000 + rank + 7,
+                       base=base_filter(cfg.domains) if gcfg.needs_base else None)
     if patch_state is not None:
         loss.patch_rng.set_state(patch_state)
     if cfg.compile:
@@ -188,7 +190,7 @@ def train(
         for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
             for group in opt.param_groups:
                 group["lr"] = base * _lr_factor(cfg, it)
-        imgs, labels, tgt_imgs, tgt_labels = sampler.batch(cfg.batch_size, cfg.paired)
+        imgs, labels, tgt_imgs, tgt_labels, pixel_mm = sampler.batch(cfg.batch_size, cfg.paired)
         x = torch.from_numpy(imgs).to(dev)
         c_org = torch.from_numpy(labels).to(dev)
         if cfg.paired and tgt_labels is not None:
@@ -200,15 +202,15 @@ def train(
         real_t = torch.from_numpy(tgt_imgs).to(dev) if tgt_imgs is not None else None
         if it < cfg.g_warmup_iters and real_t is not None:
             with autocast():
-                w_loss, stats = loss.warmup_step(x, c_trg, real_t)
+                w_loss, stats = loss.warmup_step(x, c_trg, real_t, c_org, pixel_mm)
             update(opt_g, gen, w_loss)
         else:
             with autocast():
-                d_loss, stats = loss.d_step(x, c_org, c_trg)
+                d_loss, stats = loss.d_step(x, c_org, c_trg, pixel_mm)
             update(opt_d, disc, d_loss)
             if (it + 1) % cfg.n_critic == 0:
                 with autocast():
-                    g_loss, g_stats = loss.g_step(x, c_org, c_trg, real_t)
+                    g_loss, g_stats = loss.g_step(x, c_org, c_trg, real_t, pixel_mm)
                 update(opt_g, gen, g_loss)
                 stats.update(g_stats)
         scaler.update()
@@ -244,6 +246,27 @@ def train(
         dist.barrier()
     return TrainResult(done, wall + time.perf_counter() - t0,
                        last or latest_checkpoint(run_dir), checksum)
+
+
+def base_filter(domains: list[str]) -> Any:
+    """The differentiable classical conversion a filter_residual generator corrects: the
+    filter engine's own transfer, applied with torch (one owner of the filter)."""
+    from kernelconv.engines.filter_engine import FilterEngine
+    from kernelconv.kernel_response import load_response_table
+
+    table = load_response_table()
+    missing = [d for d in domains if d not in table]
+    if missing:
+        raise UsageError(f"g_output filter_residual needs a kernel response for every domain; "
+                         f"none for {', '.join(missing)}")
+    engine = FilterEngine({d: table[d] for d in domains})
+
+    def base(x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
+             pixel_mm: Any) -> torch.Tensor:
+        return engine.convert_torch(x, [domains[int(i)] for i in source],
+                                    [domains[int(i)] for i in target], list(pixel_mm))
+
+    return base
 
 
 def _agree(flag: bool, world: int) -> bool:

@@ -9,6 +9,7 @@ tau 0.07, lambda 2) computed on fake images and added to the discriminator loss 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -66,20 +67,40 @@ class LossWeights:
     paired: float = 0.0  # extension: L1 to the real target slice (paired data only)
 
 
+#: base(x, source labels, target labels, pixel spacings) -> the classical filter's conversion
+BaseFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Sequence[float]], torch.Tensor]
+
+
 class StarGanLoss:
-    """Owns the two phases; the training loop owns the schedule, optimisers and DDP."""
+    """Owns the two phases; the training loop owns the schedule, optimisers and DDP.
+
+    ``base`` (filter_residual generators, an extension): the differentiable classical
+    conversion the generator corrects, called with source and target labels for every
+    generator pass (the cycle pass converts back, from the target to the source).
+    """
 
     def __init__(self, gen: Generator, disc: Discriminator, weights: LossWeights,
                  reg: str = "ggcl", n_patches: int = 64, tau: float = 0.07,
-                 patch_seed: int = 0) -> None:
+                 patch_seed: int = 0, base: BaseFn | None = None) -> None:
         if reg not in ("ggcl", "ggdr", "none"):
             raise ValueError(f"unknown regulariser {reg!r}")
         self.gen, self.disc, self.w, self.reg = gen, disc, weights, reg
+        self.base = base
         self.n_patches, self.tau = n_patches, tau
         self.pool = nn.AvgPool2d(2)
         # GGCL's patch locations have their own generator, so runs that differ only in the
         # regulariser draw the same target kernels and penalty weights from torch's
         self.patch_rng = torch.Generator().manual_seed(patch_seed)
+
+    def generate(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
+                 pixel_mm: Sequence[float] | None = None, return_feature: bool = False,
+                 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """G(x) towards ``target``; with a base filter, the filter's conversion of x from
+        ``source`` to ``target`` is computed first and given to the generator."""
+        base = None
+        if self.base is not None:
+            base = self.base(x, source, target, pixel_mm or [0.0] * len(x))
+        return self.gen(x, target, return_feature=return_feature, base=base)
 
     def regulariser(self, d_map: torch.Tensor, g_feat: torch.Tensor) -> torch.Tensor:
         """GGCL or GGDR between D's label map (query) and the DETACHED generator feature."""
@@ -88,11 +109,13 @@ class StarGanLoss:
             return patch_nce(q, k, self.n_patches, self.tau, self.patch_rng)
         return ggdr(q, k)
 
-    def d_step(self, real: torch.Tensor, label: torch.Tensor,
-               target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def d_step(self, real: torch.Tensor, label: torch.Tensor, target: torch.Tensor,
+               pixel_mm: Sequence[float] | None = None,
+               ) -> tuple[torch.Tensor, dict[str, float]]:
         """Discriminator loss for one batch (labels as class indices)."""
         with torch.no_grad():
-            fake, g_feat = self.gen(real, target, return_feature=True)  # type: ignore[misc]
+            fake, g_feat = self.generate(real, label, target, pixel_mm,  # type: ignore[misc]
+                                         return_feature=True)
         out_real, cls_real, _ = self.disc(real)
         out_fake, _, d_map = self.disc(fake.detach())
         adv = -out_real.mean() + out_fake.mean()
@@ -107,28 +130,31 @@ class StarGanLoss:
         stats["D/loss"] = _num(loss)
         return loss, stats
 
-    def warmup_step(self, real: torch.Tensor, target: torch.Tensor,
-                    real_target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def warmup_step(self, real: torch.Tensor, target: torch.Tensor, real_target: torch.Tensor,
+                    label: torch.Tensor | None = None, pixel_mm: Sequence[float] | None = None,
+                    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Extension (paired data only): generator-only L1 to the real target slice.
 
         Used for the first ``g_warmup_iters`` iterations of a paired run, before the
         discriminator exists for the generator: a supervised start that a short (CPU) budget can
         afford; the paper has no such phase.
         """
-        fake = self.gen(real, target)
+        fake = self.generate(real, target if label is None else label, target, pixel_mm)
         assert isinstance(fake, torch.Tensor)
         paired = (fake - real_target).abs().mean()
         return self.w.paired * paired, {"G/paired_l1": _num(paired)}
 
     def g_step(self, real: torch.Tensor, label: torch.Tensor, target: torch.Tensor,
-               real_target: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+               real_target: torch.Tensor | None = None,
+               pixel_mm: Sequence[float] | None = None,
+               ) -> tuple[torch.Tensor, dict[str, float]]:
         """Generator loss: adversarial, target-domain classification, cycle (and paired L1)."""
-        fake = self.gen(real, target)
+        fake = self.generate(real, label, target, pixel_mm)
         assert isinstance(fake, torch.Tensor)
         out_fake, cls_fake, _ = self.disc(fake)
         adv = -out_fake.mean()
         cls = F.cross_entropy(cls_fake.float(), target)
-        rec = self.gen(fake, label)
+        rec = self.generate(fake, target, label, pixel_mm)
         assert isinstance(rec, torch.Tensor)
         cyc = (real - rec).abs().mean()
         loss = adv + self.w.cls * cls + self.w.cyc * cyc

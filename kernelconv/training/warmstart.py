@@ -37,8 +37,8 @@ def load_init(spec: str) -> InitSource:
         state = read_checkpoint(path, required=("G", "D", "g_config", "d_config", "domains",
                                                 "iteration"))
         g_cfg, d_cfg = state["g_config"], state["d_config"]
-        settings = {"domains": list(state["domains"]), "g_conv_dim": int(g_cfg["conv_dim"]),
-                    "g_repeat": int(g_cfg["n_res"]), "d_conv_dim": int(d_cfg["conv_dim"]),
+        settings = {"domains": list(state["domains"]), **_generator_settings(g_cfg),
+                    "d_conv_dim": int(d_cfg["conv_dim"]),
                     "d_layers": int(d_cfg["n_layers"])}
         return InitSource(f"checkpoint {path.name} (iteration {state['iteration']})",
                           settings, state["G"], state["D"])
@@ -49,9 +49,17 @@ def load_init(spec: str) -> InitSource:
     if int(info.arch_args.get("n_down", 2)) != 2:
         raise UsageError(f"--init {spec}: a generator with {info.arch_args['n_down']} "
                          "downsamplings cannot be trained here (the paper's has 2)")
-    settings = {"domains": list(info.domains), "g_conv_dim": int(info.arch_args["conv_dim"]),
-                "g_repeat": int(info.arch_args["n_res"])}
+    settings = {"domains": list(info.domains), **_generator_settings(info.arch_args)}
     return InitSource(f"model {info.model_id}", settings, weights, None)
+
+
+def _generator_settings(arch: dict[str, Any]) -> dict[str, Any]:
+    """The training settings that rebuild this generator (width, depth, output variant)."""
+    from kernelconv.nets.generator import GeneratorConfig
+
+    g = GeneratorConfig.from_dict(arch)
+    return {"g_conv_dim": g.conv_dim, "g_repeat": g.n_res, "g_output": g.output,
+            "g_highpass_px": g.highpass_px}
 
 
 def adopt_settings(cfg: TrainConfig, source: InitSource, explicit: set[str]) -> dict[str, Any]:
