@@ -27,6 +27,7 @@ def echo_scp() -> Iterator[int]:
     ae.add_supported_context(Verification)
     ae.require_called_aet = True
     server = ae.start_server((HOST, 0), block=False)
+    assert server is not None  # block=False returns the running server
     yield int(server.server_address[1])
     server.shutdown()
 
