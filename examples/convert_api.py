@@ -1,27 +1,54 @@
-"""Convert a folder from Python: the same pipeline the CLI uses.
+"""Convert a folder from Python: the same pipeline the CLI uses (kernelconv.pipeline).
 
-    python examples/convert_api.py IN OUT MODEL_FILE [TARGET]
+    python examples/convert_api.py [IN] OUT [--model NAME|PATH] [--to KERNEL]
+
+IN defaults to the bundled example series (examples/data/chest-b70f), the model to the
+default model (`kernelconv models` marks it). Exit codes are those of `kernelconv convert`.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from kernelconv.engines.torch_engine import TorchEngine
-from kernelconv.modelfile import read_info
+from kernelconv.bundled import example_series_dir
+from kernelconv.engines import Engine
+from kernelconv.errors import KernelconvError
+from kernelconv.modelfile import read_info, resolve_model
 from kernelconv.pipeline import ConvertOptions, run_convert, write_report
 
 
-def main() -> int:
-    src, out, model = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-    target = sys.argv[4] if len(sys.argv) > 4 else "B30f"
-    info = read_info(model)
-    report = run_convert(src, out, lambda: TorchEngine(model, "auto"), tuple(info.domains),
-                         ConvertOptions(target=target, batch_size=4))
-    write_report(report, out / "kernelconv-report.json")
+def engine_factory(model: Path) -> Callable[[], Engine]:
+    """How the network is run: the one place that constructs an engine."""
+    from kernelconv.engines.torch_engine import TorchEngine
+
+    return lambda: TorchEngine(model, "auto")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("input", metavar="IN", type=Path, nargs="?",
+                        help="folder with DICOM CT series (default: the bundled example)")
+    parser.add_argument("out", metavar="OUT", type=Path, help="folder for the derived series")
+    parser.add_argument("--model", metavar="NAME|PATH", help="model name or file (default: the default model)")
+    parser.add_argument("--to", metavar="KERNEL", default="B30f", help="target kernel (default: %(default)s)")
+    args = parser.parse_args(argv)
+    src = args.input or example_series_dir()
+    if src is None:
+        parser.error("IN: no bundled example series is installed; name an input folder")
+    try:
+        model = resolve_model(args.model)
+        report = run_convert(src, args.out, engine_factory(model), tuple(read_info(model).domains),
+                             ConvertOptions(target=args.to, batch_size=4))
+        write_report(report, args.out / "kernelconv-report.json")
+    except KernelconvError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     for r in report.results:
-        print(f"{r.folder}: {r.source_kernel} -> {r.target_kernel}: {r.status} {r.reason}")
+        print(f"{r.folder}: {r.source_kernel} -> {r.target_kernel}: {r.status}"
+              + (f" ({r.reason})" if r.reason else ""))
     return 1 if report.failed else 0
 
 
