@@ -10,21 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from kernelconv.bundled import example_series_dir
-from kernelconv.engines import Engine
+from kernelconv.engines.select import EngineSpec, select_engine
 from kernelconv.errors import KernelconvError
-from kernelconv.modelfile import read_info, resolve_model
-from kernelconv.pipeline import ConvertOptions, run_convert, write_report
-
-
-def engine_factory(model: Path) -> Callable[[], Engine]:
-    """How the network is run: the one place that constructs an engine."""
-    from kernelconv.engines.torch_engine import TorchEngine
-
-    return lambda: TorchEngine(model, "auto")
+from kernelconv.pipeline import ConvertOptions, default_report_path, run_convert
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,17 +23,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", metavar="IN", type=Path, nargs="?",
                         help="folder with DICOM CT series (default: the bundled example)")
     parser.add_argument("out", metavar="OUT", type=Path, help="folder for the derived series")
-    parser.add_argument("--model", metavar="NAME|PATH", help="model name or file (default: the default model)")
-    parser.add_argument("--to", metavar="KERNEL", default="B30f", help="target kernel (default: %(default)s)")
+    parser.add_argument("--model", metavar="NAME|PATH",
+                        help="model name or file (default: the default model)")
+    parser.add_argument("--to", metavar="KERNEL", default="B30f",
+                        help="target kernel (default: %(default)s)")
     args = parser.parse_args(argv)
     src = args.input or example_series_dir()
     if src is None:
         parser.error("IN: no bundled example series is installed; name an input folder")
     try:
-        model = resolve_model(args.model)
-        report = run_convert(src, args.out, engine_factory(model), tuple(read_info(model).domains),
-                             ConvertOptions(target=args.to, batch_size=4))
-        write_report(report, args.out / "kernelconv-report.json")
+        # the service finds and reads the model once; the engine is built only when needed
+        selected = select_engine(EngineSpec(model=args.model))
+        report = run_convert(src, args.out, selected.factory, selected.domains,
+                             ConvertOptions(target=args.to, batch_size=4), owner=selected.owner,
+                             report_path=default_report_path(args.out))
     except KernelconvError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
