@@ -20,11 +20,15 @@ Examples:
   kernelconv simulate sim/test --patients 2 --slices 16 --seed 1001 --dose 0.5
   kernelconv simulate sim/qa --phantom qa --slices 16
   kernelconv simulate sim/x --kernels B30f,B70f,B45x --kernel-table my-kernels.json
+  kernelconv simulate sim/train --patients 32 --slices 8 --randomise --seed 7
+  kernelconv simulate sim/fov --fov 480 --table
+  kernelconv simulate sim/resim --from-dicom real-ct/ --slices 8    # real anatomy
 
 \b
 Writes OUT/patient-NNN/<kernel>/IMnnnn (one series per kernel, same study, slices paired
 by position), OUT/patient-NNN/truth.npz (noiseless HU and lung mask) and
-OUT/simulation.json. Finished patients are kept, so an interrupted run resumes.
+OUT/simulation.json; with --from-dicom OUT/resim-NNN/, one per source series. Finished
+patients are kept, so an interrupted run resumes.
 """
 
 
@@ -43,8 +47,20 @@ OUT/simulation.json. Finished patients are kept, so an interrupted run resumes.
               show_default=True, help="Adult chest, or the QA phantom (water, rod) at 10x dose.")
 @click.option("--kernel-table", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON list of extra kernel definitions (see docs/simulation.md).")
+@click.option("--fov", type=click.FloatRange(100.0, 700.0), default=350.0, show_default=True,
+              help="Field of view (mm) on 512 pixels (chest): 350 mm = 0.684 mm pixels.")
+@click.option("--table", "with_table", is_flag=True, help="A patient table below the chest.")
+@click.option("--randomise", is_flag=True,
+              help="Extension: domain randomisation per patient (noise x0.5-3, field of view "
+                   "250-500 mm, body size, table, padding outside the circle, kernel jitter; "
+                   "docs/simulation.md). Overrides --fov and --table.")
+@click.option("--from-dicom", "from_dicom", type=click.Path(exists=True, path_type=Path),
+              help="Extension: re-simulate every CT series under this folder (real anatomy, "
+                   "denoised, then scanned with every kernel at its own pixel size); "
+                   "--slices takes the middle N slices of each (all when larger).")
 def simulate(output_path: Path, patients: int, slices: int, kernels: str, seed: int,
-             dose: float, phantom: str, kernel_table: Path | None) -> None:
+             dose: float, phantom: str, kernel_table: Path | None, fov: float,
+             with_table: bool, randomise: bool, from_dicom: Path | None) -> None:
     """Simulate paired multi-kernel CT: the same anatomy and noise, one series per kernel.
 
     A physics-based simulator (an extension beyond the paper): a procedural chest phantom
@@ -63,7 +79,20 @@ def simulate(output_path: Path, patients: int, slices: int, kernels: str, seed: 
         raise UsageError(f"--kernels: unknown kernel(s) {', '.join(unknown) or '(none given)'}; "
                          f"known: {', '.join(table)}")
     config = SimulationConfig(patients=patients, slices=slices, kernels=names, seed=seed,
-                              dose=dose, phantom=phantom)
+                              dose=dose, phantom=phantom, fov=fov, table=with_table,
+                              randomise=randomise)
+    if from_dicom is not None:
+        from kernelconv.sim.resim import resimulate
+
+        if phantom != "chest":
+            raise UsageError("--from-dicom re-simulates real images; --phantom does not apply")
+        with Progress(*progress_columns("slices"), console=err) as bar:
+            task = bar.add_task(f"re-simulating {from_dicom}", total=None)
+            folders = resimulate(output_path, from_dicom, config, table,
+                                 on_slice=lambda n: bar.advance(task, n))
+        out.print(f"wrote {len(folders)} re-simulated series folder(s) with kernels "
+                  f"{', '.join(names)} under {output_path}")
+        return
     with Progress(*progress_columns("slices"), console=err) as bar:
         task = bar.add_task(f"simulating {patients} x {slices} slices", total=patients * slices)
         folders = run_simulation(output_path, config, table,

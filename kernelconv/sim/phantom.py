@@ -56,11 +56,13 @@ class ChestPatient:
     textures: list[np.ndarray] = field(default_factory=list)
 
     @classmethod
-    def create(cls, seed: int, n: int, pixel: float) -> ChestPatient:
+    def create(cls, seed: int, n: int, pixel: float, body_scale: float = 1.0) -> ChestPatient:
+        """A patient from ``seed`` on an n x n grid of ``pixel`` mm; ``body_scale`` scales
+        the body outline (domain randomisation: small and large patients)."""
         rng = np.random.default_rng(seed)
         p = cls(seed, n, pixel)
         p.params = {
-            "a": rng.uniform(148, 165), "b": rng.uniform(102, 122),
+            "a": rng.uniform(148, 165) * body_scale, "b": rng.uniform(102, 122) * body_scale,
             "fat": rng.uniform(8, 24), "lung_w": rng.uniform(0.30, 0.36),
             "lung_h": rng.uniform(0.60, 0.70), "heart": rng.uniform(48, 60),
             "rib_phase": rng.uniform(0, 2 * np.pi), "density": rng.uniform(-15, 15),
@@ -257,6 +259,20 @@ def _smooth_noise(rng: np.random.Generator, n: int, pixel: float, corr_mm: float
     g = np.exp(-2 * (np.pi * corr_mm) ** 2 * (f[:, None] ** 2 + f[None, :] ** 2))
     field = np.fft.ifft2(np.fft.fft2(white) * g).real
     return field / field.std()
+
+
+def add_table(hu: np.ndarray, pixel: float, y_top: float) -> None:
+    """A patient table (couch) below the patient, in place: a curved carbon-fibre sandwich
+    (2 mm skins of 250 HU around a 36 mm foam core of -900 HU), 460 mm wide, whose top
+    surface is at ``y_top`` mm (posterior of the patient) on the midline."""
+    n = hu.shape[0]
+    c = (np.arange(n) - n / 2 + 0.5) * pixel
+    X, Y = np.meshgrid(c, c)
+    depth = Y - (y_top + 0.0009 * X**2)  # the top surface curves up at the sides
+    inside = (np.abs(X) <= 230.0) & (depth >= 0.0) & (depth <= 40.0) & (hu < -900.0)
+    skin = (depth <= 2.0) | (depth >= 38.0)
+    hu[inside & skin] = 250.0
+    hu[inside & ~skin] = -900.0
 
 
 # ------------------------------------------------------------------------------- QA phantom

@@ -51,13 +51,36 @@ class Geometry:
     def pixel(self) -> float:
         return self.fov / self.size
 
+    #: fine (object) grid size; None: just the output field of view at ``oversample``. Larger
+    #: when the patient extends beyond a small field of view (the raw data still hold all of it)
+    object_size: int | None = None
+
     @property
     def fine_size(self) -> int:
-        return self.size * self.oversample
+        return self.object_size or self.size * self.oversample
 
     @property
     def fine_pixel(self) -> float:
         return self.pixel / self.oversample
+
+    @property
+    def crop(self) -> slice:
+        """The output field of view within the fine grid (rows and columns alike)."""
+        start = (self.fine_size - self.size * self.oversample) // 2
+        return slice(start, start + self.size * self.oversample)
+
+    @classmethod
+    def for_fov(cls, fov: float, object_mm: float, size: int = 512,
+                oversample: int = 2) -> Geometry:
+        """A scanner reconstructing ``fov`` mm on ``size`` pixels, with an object grid and a
+        detector that cover ``object_mm`` (at least the field of view)."""
+        base = cls(fov=fov, size=size, oversample=oversample)
+        extent = max(object_mm, fov)
+        fine = size * oversample
+        extra = int(np.ceil((extent / base.fine_pixel - fine) / 2.0)) if extent > fov else 0
+        n_det = max(base.n_det, 2 * int(np.ceil(extent * 1.02 / base.det_spacing / 2.0)))
+        return cls(fov=fov, size=size, oversample=oversample, n_det=n_det,
+                   object_size=fine + 2 * extra if extra > 0 else None)
 
     def angles(self) -> np.ndarray:
         return np.arange(self.n_views) * (np.pi / self.n_views)
