@@ -94,3 +94,16 @@ def test_lowpass_of_the_check_is_in_millimetres() -> None:
     fine = lowpass(img, 0.5)
     coarse = lowpass(img, 1.0)
     assert fine.std() < coarse.std()
+
+
+def test_onnx_graph_of_a_filter_residual_model_takes_the_base_and_matches_torch(
+        tmp_path: Path) -> None:
+    from kernelconv.engines.onnx_engine import OnnxEngine, export_onnx
+
+    model = make_tiny_model(tmp_path / "fr.safetensors", output="filter_residual",
+                            highpass_px=3.0)
+    onnx_path = export_onnx(model, tmp_path / "fr.onnx")
+    hu, px = real_slice()
+    torch_out = TorchEngine(model, "cpu").convert(hu, "B30f", "B70f", px)
+    onnx_out = OnnxEngine(onnx_path, "cpu").convert(hu, "B30f", "B70f", px)
+    assert np.abs(torch_out - onnx_out).max() < 0.1
