@@ -82,3 +82,16 @@ def test_nets_are_pure_modules() -> None:
 
 def test_engines_know_no_dicom_and_no_simulator() -> None:
     assert not _of("kernelconv.engines") & {"kernelconv.dicom", "kernelconv.sim", "pydicom"}
+
+
+def test_every_package_is_declared_for_installation() -> None:
+    """A package folder missing from setup.cfg's explicit list installs without its modules
+    (the cli/ split once shipped a wheel whose entry point could not import)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(PACKAGE.parent / "setup.cfg")
+    declared = set(cfg["options"]["packages"].split())
+    on_disk = {".".join(p.parent.relative_to(PACKAGE.parent).parts)
+               for p in PACKAGE.rglob("__init__.py")}
+    assert on_disk - declared == set()
