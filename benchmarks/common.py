@@ -23,8 +23,10 @@ def conv_flops(net: torch.nn.Module, h: int, w: int) -> float:
 
     handles = [m.register_forward_hook(hook) for m in net.modules()
                if isinstance(m, torch.nn.Conv2d)]
+    x = torch.zeros(1, 1, h, w)
     with torch.no_grad():
-        net(torch.zeros(1, 1, h, w), torch.tensor([0]))
+        needs_base = getattr(getattr(net, "config", None), "needs_base", False)
+        net(x, torch.tensor([0]), base=x if needs_base else None)
     for hd in handles:
         hd.remove()
     return total
