@@ -24,7 +24,7 @@ Examples:
   kernelconv train --data sim/train --out runs/ggdr --reg ggdr      # ablation
   torchrun --nproc-per-node 4 -m kernelconv train --data sim/train --out runs/ggcl
   kernelconv export runs/ggcl --name my-ggcl
-  kernelconv train --data site/ --out runs/site --init sim-paired-v1   # fine-tune the default
+  kernelconv train --data site/ --out runs/site --init resim-fr-v1   # fine-tune the default
 
 \b
 Settings not given as options come from --config FILE (JSON, the fields of TrainConfig in

@@ -1,0 +1,62 @@
+"""Compact tables for a model card from benchmarks/model_eval.py's --json output.
+
+    python benchmarks/eval_summary.py eval.json --model "model resim-fr-v1"
+
+Prints two markdown tables: PSNR per data set and direction (model / filter / identity, the
+better of model and filter in bold), and the model's largest |bias| per data set and region
+beside the filter's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DIRECTIONS = ["B50f -> B30f", "B70f -> B30f", "B70f -> B50f",
+              "B30f -> B50f", "B30f -> B70f", "B50f -> B70f"]
+REGIONS = ("soft tissue", "fat", "lung")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("eval_json", type=Path)
+    ap.add_argument("--model", required=True, help='row name in the JSON, e.g. "model NAME"')
+    args = ap.parse_args()
+    data = json.loads(args.eval_json.read_text())
+
+    print("| data | " + " | ".join(DIRECTIONS) + " |")
+    print("|---|" + "---|" * len(DIRECTIONS))
+    for name, methods in data.items():
+        cells = []
+        for d in DIRECTIONS:
+            if d not in methods[args.model]:
+                cells.append("-")
+                continue
+            m, f, i = (methods[k][d]["psnr"] for k in (args.model, "filter", "identity"))
+            ms, fs = (f"**{m:.2f}**", f"{f:.2f}") if m >= f else (f"{m:.2f}", f"**{f:.2f}**")
+            cells.append(f"{ms} / {fs} / {i:.2f}")
+        print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
+
+    print()
+    print("| data | " + " | ".join(f"max abs bias {r}, model (filter)" for r in REGIONS)
+          + " | LAA-950 diff B70f -> B30f, model (filter) |")
+    print("|---|" + "---|" * (len(REGIONS) + 1))
+    for name, methods in data.items():
+        cells = []
+        for r in REGIONS:
+            vals = {}
+            for k in (args.model, "filter"):
+                got = [abs(v[f"bias {r}"]) for v in methods[k].values()
+                       if v.get(f"bias {r}") is not None]
+                vals[k] = max(got) if got else None
+            cells.append("-" if vals[args.model] is None else
+                         f"{vals[args.model]:.1f} ({vals['filter']:.1f})")
+        laa = methods[args.model].get("B70f -> B30f", {}).get("laa")
+        flaa = methods["filter"].get("B70f -> B30f", {}).get("laa")
+        cells.append("-" if laa is None else f"{laa:+.2f} ({flaa:+.2f})")
+        print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
