@@ -40,7 +40,8 @@ def test_untrained_filter_residual_model_is_the_filter(tmp_path: Path) -> None:
                        -1024, 3071)
     out = engine.convert(hu, "B70f", "B30f", px)
     np.testing.assert_allclose(out, expected, atol=0.05)
-    assert engine.description.startswith("GGCL StarGAN generator")
+    assert engine.description.startswith(
+        "GGCL StarGAN generator, HU-preserving filter_residual variant (extension), model ")
 
 
 @pytest.mark.parametrize("output", ["residual", "filter_residual"])

@@ -62,7 +62,10 @@ class GeneratorEngine:
         self.domain_sharpness = domain_sharpness(self.domains, info.domain_sharpness)
         # another backend's results differ by a fraction of an HU: its derived UIDs must too
         self.method_id = f"{info.model_id}+{backend}" if backend else info.model_id
-        self.description = f"GGCL StarGAN generator, model {info.model_id}" + (
+        output = info.arch_args.get("output", "direct")
+        kind = ("GGCL StarGAN generator" if output == "direct" else
+                f"GGCL StarGAN generator, HU-preserving {output} variant (extension)")
+        self.description = f"{kind}, model {info.model_id}" + (
             " (ONNX Runtime)" if backend == "onnx" else "")
 
     def forward(self, unit: np.ndarray, target: int,
