@@ -42,6 +42,8 @@ def test_identical_series_give_perfect_scores(sim: Path, tmp_path: Path, capsys)
     assert d["rmse_hu"] == 0.0 and d["mae_hu"] == 0.0
     assert all(v == 0.0 for v in d["bias_hu"].values() if v is not None)
     assert d["noise_ratio"] == pytest.approx(1.0) and d["laa950_diff_pp"] == 0.0
+    assert d["laa910_diff_pp"] == 0.0 and d["nps_correlation"] == pytest.approx(1.0)
+    assert d["passed"] and all(c["passed"] is not False for c in d["checks"].values())
     for name in ("evaluation.md", "nps.png", "difference.png"):
         assert (tmp_path / "rep" / name).stat().st_size > 200
 
@@ -64,6 +66,30 @@ def test_known_added_noise_is_measured(sim: Path, tmp_path: Path, capsys) -> Non
         assert abs(d["bias_hu"][roi]) < 1.5
     # white noise added: the prediction's noise power moves to higher frequencies
     assert d["nps_mean_pred_lpcm"] > d["nps_mean_ref_lpcm"]
+
+
+def test_an_unconverted_sharp_series_fails_the_limits_it_misses(sim: Path, tmp_path: Path,
+                                                                capsys) -> None:
+    """Identity B70f -> B30f: mean HU is right (bias passes), noise, NPS shape and LAA are not;
+    each limit is the user's to set, and the exit status does not depend on them."""
+    args = ["evaluate", "--pred", sim / "patient-000" / "B70f", "--ref", sim, "--truth", sim,
+            "--target", "B30f"]
+    code, out, err = run_cli(args + ["--out", tmp_path / "a"], capsys)
+    assert code == 0, err
+    [d] = json.loads((tmp_path / "a" / "evaluation.json").read_text())["directions"]
+    assert not d["passed"]
+    checks = d["checks"]
+    assert checks["bias soft tissue"]["passed"] is True
+    assert checks["noise ratio"]["passed"] is False and checks["noise ratio"]["value"] > 2.0
+    assert checks["LAA-950"]["passed"] is False and d["laa910_diff_pp"] > 0.0
+    assert "FAIL: noise ratio" in out and "FAIL" in (tmp_path / "a" / "evaluation.md").read_text()
+    code, out, err = run_cli(args + ["--out", tmp_path / "b", "--max-noise-error", "100",
+                                     "--max-laa-diff", "100", "--min-nps-corr", "-1"], capsys)
+    assert code == 0, err
+    [d] = json.loads((tmp_path / "b" / "evaluation.json").read_text())["directions"]
+    assert d["passed"] and d["checks"]["noise ratio"]["limit"] == 100.0
+    code, _, err = run_cli(args + ["--out", tmp_path / "c", "--max-bias", "-1"], capsys)
+    assert code == 2 and "Traceback" not in err
 
 
 def test_converted_series_direction_and_table2_layout(sim: Path, tmp_path: Path,

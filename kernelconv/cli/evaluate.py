@@ -36,35 +36,53 @@ OUT/evaluation.json, OUT/nps.png and OUT/difference.png.
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("kernelconv-evaluation"), show_default=True)
 @click.option("--label", default="", help="Method name for the report [default: from --pred].")
+@click.option("--max-bias", type=click.FloatRange(0.0), default=5.0, show_default=True,
+              help="Pass limit: |mean-HU bias| in soft tissue and fat (HU).")
+@click.option("--max-noise-error", type=click.FloatRange(0.0), default=0.2, show_default=True,
+              help="Pass limit: |noise SD ratio - 1| against the reference.")
+@click.option("--max-laa-diff", type=click.FloatRange(0.0), default=1.0, show_default=True,
+              help="Pass limit: |LAA-950| and |LAA-910| difference (percentage points).")
+@click.option("--min-nps-corr", type=click.FloatRange(-1.0, 1.0), default=0.9,
+              show_default=True, help="Pass limit: correlation of the NPS curves (shape).")
 def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str | None,
-             out_dir: Path, label: str) -> None:
+             out_dir: Path, label: str, max_bias: float, max_noise_error: float,
+             max_laa_diff: float, min_nps_corr: float) -> None:
     """Compare converted series with reference series of the same anatomy (an extension
     beyond the paper, which reports PSNR/SSIM only).
 
     Slices are paired by position. Per direction: PSNR and SSIM on HU clipped to
     [-1024, 3071] with data range 4095 (the paper's setting), RMSE and MAE, mean-HU bias in
     soft tissue, fat, lung and bone, noise SD ratio and NPS peak frequency versus the
-    reference, and the LAA-950 difference.
+    reference (and the correlation of the NPS curves), the LAA-950 and LAA-910 differences,
+    and pass/fail against the limits below (defaults and their reasons: docs/evaluation.md;
+    the exit status does not depend on them).
     """
+    from kernelconv.evaluation.evaluate import Limits, verdict, write_reports
     from kernelconv.evaluation.evaluate import evaluate as run_evaluation
-    from kernelconv.evaluation.evaluate import write_reports
 
     for path in (pred_dir, ref_dir) + ((truth_dir,) if truth_dir else ()):
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
-    results = run_evaluation(pred_dir, ref_dir, truth_dir, target)
+    limits = Limits(max_bias, max_noise_error, max_laa_diff, min_nps_corr)
+    results = run_evaluation(pred_dir, ref_dir, truth_dir, target, limits=limits)
     label = label or pred_dir.name
     paths = write_reports(results, out_dir, label)
     t = new_table(f"kernelconv evaluate: {label} (PSNR/SSIM over 4095 HU, the paper's "
                   "setting)", ("direction", "slices", "PSNR dB", "SSIM", "RMSE HU",
-                               "noise ratio", "NPS peak pred/ref", "LAA-950 diff pp"))
+                               "noise ratio", "NPS peak pred/ref", "LAA-950 diff pp",
+                               "limits"))
     for r in results:
         d = r.summary()
         t.add_row(d["direction"], str(d["slices"]), f"{d['psnr_db']:.2f}", f"{d['ssim']:.4f}",
                   f"{d['rmse_hu']:.1f}", f"{d['noise_ratio']:.2f}",
                   f"{d['nps_peak_pred_lpcm']:.1f}/{d['nps_peak_ref_lpcm']:.1f}",
-                  f"{d['laa950_diff_pp']:+.2f}")
+                  f"{d['laa950_diff_pp']:+.2f}", verdict(d, short=True))
     out.print(t)
     out.print(f"report: {paths['markdown']} (and evaluation.json, nps.png, difference.png)")
+    for r in results:
+        d = r.summary()
+        if not d["passed"]:
+            out.print(f"{d['direction']}: {verdict(d)} (limits: --max-bias, --max-noise-error, "
+                      "--max-laa-diff, --min-nps-corr)")
 
 

@@ -9,7 +9,10 @@ direction (source kernel -> target kernel):
 - mean-HU bias (predicted - reference) in soft-tissue, fat, lung and bone regions;
 - noise SD of the prediction and of the reference in soft tissue, and their ratio;
 - radial noise power spectrum (NPS) of both, and its peak and mean frequency;
-- LAA-950 (% of lung below -950 HU) of both on the same lung mask, and the difference.
+- LAA-950 and LAA-910 (% of lung below -950 / -910 HU) of both on the same lung mask, and the
+  differences;
+- the correlation of the two NPS curves (shape), and a pass/fail per direction against
+  :class:`Limits` that a user can set (``kernelconv evaluate --max-bias ...``).
 
 With ``truth`` (the simulator's truth.npz files) the regions, the lung mask and the noise
 (image - truth) come from the noiseless ground truth; without it, regions come from thresholds
@@ -36,6 +39,49 @@ from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 from kernelconv.kernels import first_kernel_value
 
 ROI_NAMES = ("soft tissue", "fat", "lung", "bone")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a conversion must reach to pass, per direction (docs/evaluation.md gives the
+    reasons for each default; they are this project's, not a clinical standard).
+
+    - ``max_bias_hu``: |mean-HU bias| in soft tissue and fat, as the per-series HU check's
+      default (kernelconv.hu_check.DEFAULT_MAX_BIAS_HU): a kernel change must not move it;
+    - ``max_noise_error``: |noise SD ratio - 1|, the 20% of the unpaired-training issue;
+    - ``max_laa_diff_pp``: |LAA-950 and LAA-910 difference|, percentage points; inter-kernel
+      differences of LAA-950 are several points, a harmonised score should be within one;
+    - ``min_nps_correlation``: correlation of the predicted and reference NPS curves (shape).
+    """
+
+    max_bias_hu: float = 5.0
+    max_noise_error: float = 0.2
+    max_laa_diff_pp: float = 1.0
+    min_nps_correlation: float = 0.9
+
+    def checks(self, d: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Per criterion: the measured value, the limit and whether it passed (None: not
+        measurable on these images, e.g. no fat or lung)."""
+
+        def item(value: float | None, limit: float, ok: bool | None) -> dict[str, Any]:
+            bad = value is None or (isinstance(value, float) and np.isnan(value))
+            return {"value": None if bad else value, "limit": limit,
+                    "passed": None if bad else ok}
+
+        out = {}
+        for region in ("soft tissue", "fat"):
+            b = d["bias_hu"].get(region)
+            out[f"bias {region}"] = item(None if b is None else abs(b), self.max_bias_hu,
+                                         b is not None and abs(b) <= self.max_bias_hu)
+        err = abs(d["noise_ratio"] - 1.0)
+        out["noise ratio"] = item(err, self.max_noise_error, err <= self.max_noise_error)
+        for key, name in (("laa950_diff_pp", "LAA-950"), ("laa910_diff_pp", "LAA-910")):
+            v = abs(d[key])
+            out[name] = item(v, self.max_laa_diff_pp, v <= self.max_laa_diff_pp)
+        c = d["nps_correlation"]
+        out["NPS shape"] = item(c, self.min_nps_correlation,
+                                      c >= self.min_nps_correlation)
+        return out
 POSITION_TOL_MM = 0.01
 #: directions in the paper's Table 2 order: sharp -> soft, then soft -> sharp
 TABLE2_DIRECTIONS = [("B50f", "B30f"), ("B70f", "B30f"), ("B70f", "B50f"),
@@ -81,7 +127,10 @@ class DirectionResult:
     nps_freq: np.ndarray | None = None
     lung_below_pred: int = 0
     lung_below_ref: int = 0
+    lung_below910_pred: int = 0
+    lung_below910_ref: int = 0
     lung_pixels: int = 0
+    limits: Limits = field(default_factory=Limits)
     with_truth: bool = True
     example: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -111,9 +160,17 @@ class DirectionResult:
             if self.lung_pixels else float("nan"),
             "laa950_ref_pct": 100.0 * self.lung_below_ref / self.lung_pixels
             if self.lung_pixels else float("nan"),
+            "laa910_pred_pct": 100.0 * self.lung_below910_pred / self.lung_pixels
+            if self.lung_pixels else float("nan"),
+            "laa910_ref_pct": 100.0 * self.lung_below910_ref / self.lung_pixels
+            if self.lung_pixels else float("nan"),
+            "nps_correlation": _correlation(pred, ref),
             "reference_regions": "truth" if self.with_truth else "thresholds (approximate)",
         }
         out["laa950_diff_pp"] = out["laa950_pred_pct"] - out["laa950_ref_pct"]
+        out["laa910_diff_pp"] = out["laa910_pred_pct"] - out["laa910_ref_pct"]
+        out["checks"] = self.limits.checks(out)
+        out["passed"] = all(c["passed"] is not False for c in out["checks"].values())
         return out
 
     def nps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,6 +184,15 @@ def _peak(freq: np.ndarray, nps: np.ndarray) -> float:
     if len(freq) < 2:
         return float("nan")
     return float(freq[1:][np.argmax(nps[1:])])
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two NPS curves (their shape), NaN when undefined."""
+    ok = np.isfinite(a) & np.isfinite(b) if len(a) == len(b) else np.zeros(0, bool)
+    a, b = a[ok], b[ok]
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _mean_freq(freq: np.ndarray, nps: np.ndarray) -> float:
@@ -217,8 +283,10 @@ def _index_by_position(positions: np.ndarray) -> dict[int, int]:
 
 
 def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None = None,
-             target: str | None = None, keep_example: bool = True) -> list[DirectionResult]:
-    """Evaluate every predicted series under ``pred_dir`` against ``ref_dir``."""
+             target: str | None = None, keep_example: bool = True,
+             limits: Limits | None = None) -> list[DirectionResult]:
+    """Evaluate every predicted series under ``pred_dir`` against ``ref_dir``; each direction
+    is judged against ``limits`` (default :class:`Limits`)."""
     preds = [load_series(s) for s in discover(pred_dir).series]
     if not preds:
         raise InputError(f"{pred_dir}: no CT series to evaluate")
@@ -237,7 +305,8 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None = None,
                              f"study under {ref_dir}")
         ref = matches[0]
         key = (pred.source_kernel, tgt)
-        res = results.setdefault(key, DirectionResult(*key, with_truth=bool(truth_dir)))
+        res = results.setdefault(key, DirectionResult(
+            *key, with_truth=bool(truth_dir), limits=limits or Limits()))
         res.series += 1
         truth = truths.get(pred.study_uid)
         if truth_dir and truth is None:
@@ -296,6 +365,8 @@ def _accumulate(res: DirectionResult, pred: LoadedSeries, ref: LoadedSeries,
         res.lung_pixels += int(lung.sum())
         res.lung_below_pred += int(np.count_nonzero(p[lung] < -950.0))
         res.lung_below_ref += int(np.count_nonzero(r[lung] < -950.0))
+        res.lung_below910_pred += int(np.count_nonzero(p[lung] < -910.0))
+        res.lung_below910_ref += int(np.count_nonzero(r[lung] < -910.0))
         if keep_example and res.example is None and (i, j) == middle:
             res.example = (p.astype(np.float32), r.astype(np.float32))
 
@@ -332,9 +403,9 @@ def table2_markdown(rows: dict[str, list[dict[str, Any]]]) -> str:
 
 def details_markdown(summaries: list[dict[str, Any]]) -> str:
     head = ("| direction | slices | PSNR dB | SSIM | RMSE HU | MAE HU | bias soft/fat/lung/bone HU "
-            "| noise SD pred/ref HU (ratio) | NPS peak pred/ref lp/cm | LAA-950 pred/ref % "
-            "(diff pp) |")
-    lines = [head, "|---" * 10 + "|"]
+            "| noise SD pred/ref HU (ratio) | NPS peak pred/ref lp/cm (shape corr.) "
+            "| LAA-950 pred/ref % (diff pp) | LAA-910 diff pp | limits |")
+    lines = [head, "|---" * 12 + "|"]
     for d in summaries:
         b = d["bias_hu"]
         lines.append(
@@ -343,9 +414,19 @@ def details_markdown(summaries: list[dict[str, Any]]) -> str:
             + "/".join(_fmt(b[r], 1) for r in ROI_NAMES)
             + f" | {_fmt(d['noise_sd_pred_hu'], 1)}/{_fmt(d['noise_sd_ref_hu'], 1)} "
             f"({_fmt(d['noise_ratio'])}) | {_fmt(d['nps_peak_pred_lpcm'], 1)}/"
-            f"{_fmt(d['nps_peak_ref_lpcm'], 1)} | {_fmt(d['laa950_pred_pct'])}/"
-            f"{_fmt(d['laa950_ref_pct'])} ({_fmt(d['laa950_diff_pp'])}) |")
+            f"{_fmt(d['nps_peak_ref_lpcm'], 1)} ({_fmt(d['nps_correlation'])}) | "
+            f"{_fmt(d['laa950_pred_pct'])}/"
+            f"{_fmt(d['laa950_ref_pct'])} ({_fmt(d['laa950_diff_pp'])}) | "
+            f"{_fmt(d['laa910_diff_pp'])} | {verdict(d)} |")
     return "\n".join(lines) + "\n"
+
+
+def verdict(d: dict[str, Any], short: bool = False) -> str:
+    """'pass', or 'FAIL: ' and the criteria that missed their limits ('FAIL n' if short)."""
+    missed = [k for k, c in d["checks"].items() if c["passed"] is False]
+    if not missed:
+        return "pass"
+    return f"FAIL {len(missed)}" if short else "FAIL: " + ", ".join(missed)
 
 
 def write_reports(results: list[DirectionResult], out: Path, label: str) -> dict[str, Path]:
