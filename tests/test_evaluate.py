@@ -140,3 +140,34 @@ def test_table2_example_runs(tmp_path: Path) -> None:
     ident = {d["direction"]: d for d in data["identity"]}
     for direction in ("B70f -> B30f", "B70f -> B50f", "B50f -> B30f"):
         assert by[direction]["psnr_db"] > ident[direction]["psnr_db"]
+
+
+def test_qa_phantom_mtf50_of_the_result(tmp_path: Path, capsys) -> None:
+    """With --qa the MTF of prediction and reference is measured from the QA rod's edge: the
+    MTF-ratio filter's B70f -> B30f lands on B30f's MTF50, the unconverted B70f does not."""
+    code, _, err = run_cli(["simulate", tmp_path / "qa", "--phantom", "qa", "--slices", "2",
+                            "--seed", "3"], capsys)
+    assert code == 0, err
+    sharp = tmp_path / "qa" / "qa-000" / "B70f"
+    code, _, err = run_cli(["convert", sharp, tmp_path / "conv", "--to", "B30f", "--method",
+                            "filter"], capsys)
+    assert code == 0, err
+    results = {}
+    for name, pred, extra in (("filter", tmp_path / "conv", []),
+                              ("identity", sharp, ["--target", "B30f"])):
+        code, _, err = run_cli(["evaluate", "--pred", pred, "--ref", tmp_path / "qa", "--truth",
+                                tmp_path / "qa", "--qa", "--out", tmp_path / name] + extra,
+                               capsys)
+        assert code == 0, err
+        [results[name]] = json.loads((tmp_path / name / "evaluation.json").read_text()
+                                     )["directions"]
+    f, i = results["filter"], results["identity"]
+    assert f["mtf50_pred_lpcm"] == pytest.approx(f["mtf50_ref_lpcm"], rel=0.05)
+    assert f["checks"]["MTF50"]["passed"] is True
+    assert i["mtf50_pred_lpcm"] > 1.5 * i["mtf50_ref_lpcm"]
+    assert i["checks"]["MTF50"]["passed"] is False
+    # without --qa nothing is measured and nothing fails for it
+    code, _, err = run_cli(["evaluate", "--pred", sharp, "--ref", tmp_path / "qa", "--target",
+                            "B30f", "--out", tmp_path / "plain"], capsys)
+    [d] = json.loads((tmp_path / "plain" / "evaluation.json").read_text())["directions"]
+    assert d["mtf50_pred_lpcm"] is None and "MTF50" not in d["checks"]

@@ -36,6 +36,9 @@ OUT/evaluation.json, OUT/nps.png and OUT/difference.png.
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("kernelconv-evaluation"), show_default=True)
 @click.option("--label", default="", help="Method name for the report [default: from --pred].")
+@click.option("--qa", is_flag=True,
+              help="The series are the simulator's QA phantom (simulate --phantom qa): also "
+                   "measure MTF50/MTF10 of prediction and reference from its rod's edge.")
 @click.option("--max-bias", type=click.FloatRange(0.0), default=5.0, show_default=True,
               help="Pass limit: |mean-HU bias| in soft tissue and fat (HU).")
 @click.option("--max-noise-error", type=click.FloatRange(0.0), default=0.2, show_default=True,
@@ -44,9 +47,11 @@ OUT/evaluation.json, OUT/nps.png and OUT/difference.png.
               help="Pass limit: |LAA-950| and |LAA-910| difference (percentage points).")
 @click.option("--min-nps-corr", type=click.FloatRange(-1.0, 1.0), default=0.9,
               show_default=True, help="Pass limit: correlation of the NPS curves (shape).")
+@click.option("--max-mtf50-error", type=click.FloatRange(0.0), default=0.15, show_default=True,
+              help="Pass limit with --qa: |MTF50 ratio - 1| against the reference.")
 def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str | None,
-             out_dir: Path, label: str, max_bias: float, max_noise_error: float,
-             max_laa_diff: float, min_nps_corr: float) -> None:
+             out_dir: Path, label: str, qa: bool, max_bias: float, max_noise_error: float,
+             max_laa_diff: float, min_nps_corr: float, max_mtf50_error: float) -> None:
     """Compare converted series with reference series of the same anatomy (an extension
     beyond the paper, which reports PSNR/SSIM only).
 
@@ -63,8 +68,8 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str 
     for path in (pred_dir, ref_dir) + ((truth_dir,) if truth_dir else ()):
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
-    limits = Limits(max_bias, max_noise_error, max_laa_diff, min_nps_corr)
-    results = run_evaluation(pred_dir, ref_dir, truth_dir, target, limits=limits)
+    limits = Limits(max_bias, max_noise_error, max_laa_diff, min_nps_corr, max_mtf50_error)
+    results = run_evaluation(pred_dir, ref_dir, truth_dir, target, limits=limits, qa=qa)
     label = label or pred_dir.name
     paths = write_reports(results, out_dir, label)
     t = new_table(f"kernelconv evaluate: {label} (PSNR/SSIM over 4095 HU, the paper's "
@@ -81,8 +86,12 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str 
     out.print(f"report: {paths['markdown']} (and evaluation.json, nps.png, difference.png)")
     for r in results:
         d = r.summary()
+        if d.get("mtf50_pred_lpcm") is not None:
+            out.print(f"{d['direction']}: MTF50 {d['mtf50_pred_lpcm']:.2f} lp/cm (reference "
+                      f"{d['mtf50_ref_lpcm']:.2f}), MTF10 {d['mtf10_pred_lpcm']:.2f} "
+                      f"({d['mtf10_ref_lpcm']:.2f})")
         if not d["passed"]:
             out.print(f"{d['direction']}: {verdict(d)} (limits: --max-bias, --max-noise-error, "
-                      "--max-laa-diff, --min-nps-corr)")
+                      "--max-laa-diff, --min-nps-corr, --max-mtf50-error)")
 
 

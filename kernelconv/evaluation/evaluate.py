@@ -51,13 +51,16 @@ class Limits:
     - ``max_noise_error``: |noise SD ratio - 1|, the 20% of the unpaired-training issue;
     - ``max_laa_diff_pp``: |LAA-950 and LAA-910 difference|, percentage points; inter-kernel
       differences of LAA-950 are several points, a harmonised score should be within one;
-    - ``min_nps_correlation``: correlation of the predicted and reference NPS curves (shape).
+    - ``min_nps_correlation``: correlation of the predicted and reference NPS curves (shape);
+    - ``max_mtf50_error``: |MTF50 ratio - 1| where a QA phantom is measured (``qa``), the 15%
+      of the unpaired-training issue.
     """
 
     max_bias_hu: float = 5.0
     max_noise_error: float = 0.2
     max_laa_diff_pp: float = 1.0
     min_nps_correlation: float = 0.9
+    max_mtf50_error: float = 0.15
 
     def checks(self, d: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Per criterion: the measured value, the limit and whether it passed (None: not
@@ -81,6 +84,9 @@ class Limits:
         c = d["nps_correlation"]
         out["NPS shape"] = item(c, self.min_nps_correlation,
                                       c >= self.min_nps_correlation)
+        if d.get("mtf50_pred_lpcm") is not None and d.get("mtf50_ref_lpcm"):
+            e = abs(d["mtf50_pred_lpcm"] / d["mtf50_ref_lpcm"] - 1.0)
+            out["MTF50"] = item(e, self.max_mtf50_error, e <= self.max_mtf50_error)
         return out
 POSITION_TOL_MM = 0.01
 #: directions in the paper's Table 2 order: sharp -> soft, then soft -> sharp
@@ -99,6 +105,7 @@ class LoadedSeries:
     positions: np.ndarray
     hu: np.ndarray  # (slices, rows, cols)
     pixel_mm: float
+    first: Any = None  # the first slice's dataset (geometry), for the QA-phantom MTF
 
 
 @dataclass
@@ -131,6 +138,9 @@ class DirectionResult:
     lung_below910_ref: int = 0
     lung_pixels: int = 0
     limits: Limits = field(default_factory=Limits)
+    #: with --qa: (MTF50, MTF10) in lp/cm of each prediction and its reference
+    mtf_pred: list[tuple[float, float]] = field(default_factory=list)
+    mtf_ref: list[tuple[float, float]] = field(default_factory=list)
     with_truth: bool = True
     example: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -167,6 +177,9 @@ class DirectionResult:
             "nps_correlation": _correlation(pred, ref),
             "reference_regions": "truth" if self.with_truth else "thresholds (approximate)",
         }
+        for i, level in enumerate(("mtf50", "mtf10")):
+            for who, got in (("pred", self.mtf_pred), ("ref", self.mtf_ref)):
+                out[f"{level}_{who}_lpcm"] = mean([m[i] for m in got]) if got else None
         out["laa950_diff_pp"] = out["laa950_pred_pct"] - out["laa950_ref_pct"]
         out["laa910_diff_pp"] = out["laa910_pred_pct"] - out["laa910_ref_pct"]
         out["checks"] = self.limits.checks(out)
@@ -217,7 +230,7 @@ def load_series(series: Series) -> LoadedSeries:
                         str(first.get("StudyInstanceUID", "")),
                         str(first.get("FrameOfReferenceUID", "")),
                         np.array(positions, dtype=np.float64), np.stack(images),
-                        pixel_spacing_mm(first) or REFERENCE_PIXEL_MM)
+                        pixel_spacing_mm(first) or REFERENCE_PIXEL_MM, first)
 
 
 def load_truths(folder: Path) -> dict[str, Truth]:
@@ -284,9 +297,11 @@ def _index_by_position(positions: np.ndarray) -> dict[int, int]:
 
 def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None = None,
              target: str | None = None, keep_example: bool = True,
-             limits: Limits | None = None) -> list[DirectionResult]:
+             limits: Limits | None = None, qa: bool = False) -> list[DirectionResult]:
     """Evaluate every predicted series under ``pred_dir`` against ``ref_dir``; each direction
-    is judged against ``limits`` (default :class:`Limits`)."""
+    is judged against ``limits`` (default :class:`Limits`). With ``qa`` the series are the
+    simulator's QA phantom (``simulate --phantom qa``): the MTF50/MTF10 of prediction and
+    reference are measured from its rod's circular edge, as ``kernelconv qa`` does."""
     preds = [load_series(s) for s in discover(pred_dir).series]
     if not preds:
         raise InputError(f"{pred_dir}: no CT series to evaluate")
@@ -312,6 +327,12 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None = None,
         if truth_dir and truth is None:
             raise InputError(f"{pred.folder}: no truth for its study under {truth_dir}")
         _accumulate(res, pred, ref, truth, keep_example)
+        if qa:
+            from kernelconv.evaluation.qa import measure_images
+
+            for who, series, into in (("pred", pred, res.mtf_pred), ("ref", ref, res.mtf_ref)):
+                m = measure_images(who, series.folder, list(series.hu), series.first).mtf
+                into.append((m.mtf50, m.mtf10))
     order = {d: i for i, d in enumerate(TABLE2_DIRECTIONS)}
     return sorted(results.values(), key=lambda r: (order.get((r.source, r.target), 99), r.name))
 
