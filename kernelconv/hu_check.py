@@ -10,10 +10,13 @@ converter's, before it is clipped to the stored range.
 Stored images are clipped at -1024 HU, and clipping the lower tail of noise raises the local
 mean by an amount that grows with the noise: a true B70f reconstruction of a noisy lung base is
 several HU "brighter" than the B30f of the same raw data, and a model trained on stored sharp
-images learns that. So only pixels whose low-passed value lies at least ``CLEAR_OF_FLOOR``
-local noise SDs above the floor, in the input and in the output, count (the local noise SD is
-the RMS of the residual after a 1 mm Gaussian, low-passed like the image); there the floor
-moves the mean by less than 0.01 SD. A noisy lung may leave too few such pixels: it is then
+images learns that. So only pixels whose low-passed input lies at least ``CLEAR_OF_FLOOR``
+noise SDs above the floor count, where the SD is the larger of the input's local noise (the
+RMS of the residual after a 1 mm Gaussian, low-passed like the image) and that noise times
+the kernel pair's predicted noise ratio (``expected_noise_ratio``); there the floor moves the
+mean of input and of a correct output by less than 0.01 SD. The choice is made from the input
+and the kernel pair only, never from the output: a converter that pushes a region towards the
+floor or adds noise cannot remove that region from its own check. A noisy lung may leave too few such pixels: it is then
 reported as not checked rather than judged. Measured on a real abdomen (pydicom's
 explicit_VR-UN.dcm, lung base at about -900 HU) converted B30f -> B70f by the default model:
 counting every lung pixel the check saw +7.3 HU and refused the series; with this rule its
@@ -79,6 +82,7 @@ def _gaussian_transfer(shape: tuple[int, int], pixel_mm: float, sigma_mm: float)
 def _fast_len(n: int) -> int:
     """Smallest 5-smooth integer >= n (an FFT length without large prime factors: 534, the
     padded size of a 512 slice at 0.68 mm, is 2 * 3 * 89 and three times slower than 540)."""
+    n = max(n, 1)
     while True:
         m = n
         for p in (2, 3, 5):
@@ -163,9 +167,13 @@ class HuCheck:
             hu_in, hu_out = hu_in[None], hu_out[None]
         lp_in, lp_out = lowpass(hu_in, pixel_mm), lowpass(hu_out, pixel_mm)
         radius = int(round(ERODE_MM / pixel_mm))
-        # pixels where clipping at the floor cannot move the mean (module docstring)
-        clear = ((lp_in > FLOOR_HU + CLEAR_OF_FLOOR * local_noise_sd(hu_in, pixel_mm))
-                 & (lp_out > FLOOR_HU + CLEAR_OF_FLOOR * local_noise_sd(hu_out, pixel_mm)))
+        # pixels where clipping at the floor cannot move the mean (module docstring). Decided
+        # from the input alone, with the noise the kernel pair predicts for the output: a
+        # mask that looked at the output would let a converter that moves a region down to
+        # the floor, or adds noise, drop that region from its own check.
+        sd_in = local_noise_sd(hu_in, pixel_mm)
+        sd_expected = sd_in * max(1.0, self.expected_noise_ratio or 1.0)
+        clear = lp_in > FLOOR_HU + CLEAR_OF_FLOOR * sd_expected
         for a, b, raw_in, raw_out, ok in zip(lp_in, lp_out, hu_in, hu_out, clear, strict=True):
             body = _body(a)
             for name, (lo, hi) in REGIONS.items():

@@ -126,27 +126,50 @@ def test_the_listener_takes_the_same_limit() -> None:
     assert ListenConfig().max_bias == ConvertOptions(target="x").max_bias == 5.0
 
 
+def _ring_phantom(lung_hu: float) -> np.ndarray:
+    img = np.full((256, 256), lung_hu)
+    for edge in (np.s_[:, :40], np.s_[:, -40:], np.s_[:40, :], np.s_[-40:, :]):
+        img[edge] = 40.0  # a ring of soft tissue: the body mask sees a patient
+    return img
+
+
 def test_clipping_noise_at_the_floor_is_not_counted_as_bias() -> None:
     """A sharp kernel's noisy lung, stored clipped at -1024 HU, is 'brighter' than the smooth
-    image of the same raw data: such pixels are not judged, while a real shift of a region
-    clear of the floor still is."""
+    image of the same raw data: where the kernel pair predicts that much noise, such pixels
+    are not judged, while a real shift of a region clear of the floor still is."""
     rng = np.random.default_rng(3)
-    smooth = np.full((256, 256), -900.0)
-    for edge in (np.s_[:, :40], np.s_[:, -40:], np.s_[:40, :], np.s_[-40:, :]):
-        smooth[edge] = 40.0  # a ring of soft tissue: the body mask sees a patient
+    smooth = _ring_phantom(-900.0)
+    soft_in = smooth + rng.normal(0.0, 15.0, smooth.shape)  # a soft kernel's noise
     noisy = np.maximum(smooth + rng.normal(0.0, 90.0, smooth.shape), -1024.0)
     plain = float(lowpass(noisy, 0.7)[80:-80, 80:-80].mean() - smooth[80:-80, 80:-80].mean())
-    assert plain > 3.0  # what counting every pixel would call a bias
-    check = HuCheck()
-    check.add(smooth, noisy, 0.7)
+    assert plain > 2.0  # what counting every pixel would call a bias
+    check = HuCheck(expected_noise_ratio=6.0)  # soft -> sharp: 15 HU in, about 90 out
+    check.add(soft_in, noisy, 0.7)
     assert check.bias_hu["lung"] is None and check.passed  # too noisy to judge
     for shift, expect_pass in ((0.0, True), (12.0, False)):
         quiet = np.maximum(smooth + shift + rng.normal(0.0, 20.0, smooth.shape), -1024.0)
-        check = HuCheck()
-        check.add(smooth, quiet, 0.7)
+        check = HuCheck(expected_noise_ratio=1.0)
+        check.add(soft_in, quiet, 0.7)
         lung = check.bias_hu["lung"]
         assert lung is not None and abs(lung - shift) < 1.0, (shift, lung)
         assert check.passed is expect_pass
+
+
+@pytest.mark.parametrize("expected_ratio", [None, 1.0, 6.0])
+def test_a_converter_cannot_hide_a_region_by_pushing_it_to_the_floor(
+        expected_ratio: float | None) -> None:
+    """Which pixels are judged is decided from the input and the kernel pair, never from the
+    output: an output moved down towards -1024 HU, flattened to it, or made very noisy is
+    still judged in the lung and the soft tissue of the input."""
+    rng = np.random.default_rng(4)
+    hu_in = _ring_phantom(-850.0) + rng.normal(0.0, 10.0, (256, 256))
+    for out in (hu_in - 150.0, np.full_like(hu_in, -1024.0),
+                hu_in + rng.normal(0.0, 400.0, hu_in.shape)):
+        check = HuCheck(expected_noise_ratio=expected_ratio)
+        check.add(hu_in, out, 0.7)
+        assert check.bias_hu["lung"] is not None
+        if out.std() < 100.0:  # the shifted and the flattened outputs
+            assert not check.passed, check.bias_hu
 
 
 @pytest.mark.slow

@@ -90,7 +90,7 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str 
             out.print(f"{d['direction']}: MTF50 {d['mtf50_pred_lpcm']:.2f} lp/cm (reference "
                       f"{d['mtf50_ref_lpcm']:.2f}), MTF10 {d['mtf10_pred_lpcm']:.2f} "
                       f"({d['mtf10_ref_lpcm']:.2f})")
-        if not d["passed"]:
+        if d["passed"] is False:
             out.print(f"{d['direction']}: {verdict(d)} (limits: --max-bias, --max-noise-error, "
                       "--max-laa-diff, --min-nps-corr, --max-mtf50-error)")
 

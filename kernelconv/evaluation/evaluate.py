@@ -183,7 +183,8 @@ class DirectionResult:
         out["laa950_diff_pp"] = out["laa950_pred_pct"] - out["laa950_ref_pct"]
         out["laa910_diff_pp"] = out["laa910_pred_pct"] - out["laa910_ref_pct"]
         out["checks"] = self.limits.checks(out)
-        out["passed"] = all(c["passed"] is not False for c in out["checks"].values())
+        judged = [c["passed"] for c in out["checks"].values() if c["passed"] is not None]
+        out["passed"] = all(judged) if judged else None  # None: nothing could be measured
         return out
 
     def nps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -445,6 +446,8 @@ def details_markdown(summaries: list[dict[str, Any]]) -> str:
 def verdict(d: dict[str, Any], short: bool = False) -> str:
     """'pass', or 'FAIL: ' and the criteria that missed their limits ('FAIL n' if short)."""
     missed = [k for k, c in d["checks"].items() if c["passed"] is False]
+    if d["passed"] is None:
+        return "not measured"
     if not missed:
         return "pass"
     return f"FAIL {len(missed)}" if short else "FAIL: " + ", ".join(missed)
