@@ -24,6 +24,7 @@ from kernelconv.evaluation.evaluate import (
     TABLE2_DIRECTIONS,
     details_markdown,
     evaluate,
+    json_safe,
     table2_markdown,
 )
 from kernelconv.kernel_response import load_response_table
@@ -89,8 +90,8 @@ def main() -> None:
         text += [f"### {label}", "", details_markdown(summaries)]
     report = "\n".join(text)
     (args.out / "table2.md").write_text(report, encoding="utf-8")
-    (args.out / "table2.json").write_text(json.dumps(methods, indent=2, default=float) + "\n",
-                                          encoding="utf-8")
+    (args.out / "table2.json").write_text(
+        json.dumps(json_safe(methods), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     print(report)
 
 

@@ -38,7 +38,8 @@ def test_identical_series_give_perfect_scores(sim: Path, tmp_path: Path, capsys)
     assert code == 0, err
     [d] = json.loads((tmp_path / "rep" / "evaluation.json").read_text())["directions"]
     assert d["direction"] == "B30f -> B30f" and d["slices"] == 4
-    assert d["psnr_db"] == float("inf") and d["ssim"] == pytest.approx(1.0)
+    assert d["psnr_db"] is None and d["ssim"] == pytest.approx(1.0)  # inf: strict JSON null
+    assert "NaN" not in (tmp_path / "rep" / "evaluation.json").read_text()
     assert d["rmse_hu"] == 0.0 and d["mae_hu"] == 0.0
     assert all(v == 0.0 for v in d["bias_hu"].values() if v is not None)
     assert d["noise_ratio"] == pytest.approx(1.0) and d["laa950_diff_pp"] == 0.0

@@ -453,6 +453,23 @@ def verdict(d: dict[str, Any], short: bool = False) -> str:
     return f"FAIL {len(missed)}" if short else "FAIL: " + ", ".join(missed)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with numpy scalars made Python numbers and every non-finite float (NaN: not
+    measurable, e.g. no lung; inf: PSNR of identical images) made None, so that the file is
+    strict JSON that any parser reads."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
 def write_reports(results: list[DirectionResult], out: Path, label: str) -> dict[str, Path]:
     """evaluation.md, evaluation.json, nps.png and difference.png under ``out``."""
     import matplotlib
@@ -469,8 +486,8 @@ def write_reports(results: list[DirectionResult], out: Path, label: str) -> dict
     paths = {"markdown": out / "evaluation.md", "json": out / "evaluation.json",
              "nps": out / "nps.png", "difference": out / "difference.png"}
     paths["markdown"].write_text(md, encoding="utf-8")
-    paths["json"].write_text(json.dumps({"label": label, "directions": summaries}, indent=2,
-                                        default=float) + "\n", encoding="utf-8")
+    paths["json"].write_text(json.dumps(json_safe({"label": label, "directions": summaries}),
+                                        indent=2, allow_nan=False) + "\n", encoding="utf-8")
     n = max(1, len(results))
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), dpi=110, squeeze=False)
     for ax, r in zip(axes[0], results, strict=False):
