@@ -13,8 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-DIRECTIONS = ["B50f -> B30f", "B70f -> B30f", "B70f -> B50f",
-              "B30f -> B50f", "B30f -> B70f", "B50f -> B70f"]
 REGIONS = ("soft tissue", "fat", "lung")
 
 
@@ -24,12 +22,14 @@ def main() -> None:
     ap.add_argument("--model", required=True, help='row name in the JSON, e.g. "model NAME"')
     args = ap.parse_args()
     data = json.loads(args.eval_json.read_text())
+    # the directions in model_eval's order, as the data sets hold them
+    directions = list(dict.fromkeys(d for m in data.values() for d in m["identity"]))
 
-    print("| data | " + " | ".join(DIRECTIONS) + " |")
-    print("|---|" + "---|" * len(DIRECTIONS))
+    print("| data | " + " | ".join(directions) + " |")
+    print("|---|" + "---|" * len(directions))
     for name, methods in data.items():
         cells = []
-        for d in DIRECTIONS:
+        for d in directions:
             if d not in methods[args.model]:
                 cells.append("-")
                 continue

@@ -16,8 +16,8 @@ RMS of the residual after a 1 mm Gaussian, low-passed like the image) and that n
 the kernel pair's predicted noise ratio (``expected_noise_ratio``); there the floor moves the
 mean of input and of a correct output by less than 0.01 SD. The choice is made from the input
 and the kernel pair only, never from the output: a converter that pushes a region towards the
-floor or adds noise cannot remove that region from its own check. A noisy lung may leave too few such pixels: it is then
-reported as not checked rather than judged. Measured on a real abdomen (pydicom's
+floor or adds noise cannot remove that region from its own check. A noisy lung may leave too
+few such pixels: it is then reported as not checked rather than judged. Measured on a real abdomen (pydicom's
 explicit_VR-UN.dcm, lung base at about -900 HU) converted B30f -> B70f by the default model:
 counting every lung pixel the check saw +7.3 HU and refused the series; with this rule its
 noisy lung is not checked (soft tissue +0.1, fat -0.8 HU still are), while simulated pairs of
@@ -55,8 +55,8 @@ LOWPASS_SIGMA_MM = 2.5
 ERODE_MM = 4.0
 #: default limit (HU) on the mean low-pass difference in soft tissue, fat and lung
 DEFAULT_MAX_BIAS_HU = 5.0
-#: the floor stored images are clipped at; pixels count only where the low-passed image is this
-#: many local noise SDs above it (in input and output); the noise SD's scale (mm)
+#: the floor stored images are clipped at; pixels count only where the low-passed input is this
+#: many expected output noise SDs above it (module docstring); the noise SD's scale (mm)
 FLOOR_HU = -1024.0
 CLEAR_OF_FLOOR = 2.5
 NOISE_SIGMA_MM = 1.0

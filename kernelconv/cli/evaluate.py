@@ -9,6 +9,8 @@ import click
 from kernelconv.cli.app import cli
 from kernelconv.cli.render import new_table, out
 from kernelconv.errors import InputError
+from kernelconv.evaluation.evaluate import Limits, verdict, write_reports
+from kernelconv.evaluation.evaluate import evaluate as run_evaluation
 
 
 @cli.command(epilog="""
@@ -39,15 +41,20 @@ OUT/evaluation.json, OUT/nps.png and OUT/difference.png.
 @click.option("--qa", is_flag=True,
               help="The series are the simulator's QA phantom (simulate --phantom qa): also "
                    "measure MTF50/MTF10 of prediction and reference from its rod's edge.")
-@click.option("--max-bias", type=click.FloatRange(0.0), default=5.0, show_default=True,
+@click.option("--max-bias", type=click.FloatRange(0.0), default=Limits.max_bias_hu,
+              show_default=True,
               help="Pass limit: |mean-HU bias| in soft tissue and fat (HU).")
-@click.option("--max-noise-error", type=click.FloatRange(0.0), default=0.2, show_default=True,
+@click.option("--max-noise-error", type=click.FloatRange(0.0),
+              default=Limits.max_noise_error, show_default=True,
               help="Pass limit: |noise SD ratio - 1| against the reference.")
-@click.option("--max-laa-diff", type=click.FloatRange(0.0), default=1.0, show_default=True,
+@click.option("--max-laa-diff", type=click.FloatRange(0.0), default=Limits.max_laa_diff_pp,
+              show_default=True,
               help="Pass limit: |LAA-950| and |LAA-910| difference (percentage points).")
-@click.option("--min-nps-corr", type=click.FloatRange(-1.0, 1.0), default=0.9,
-              show_default=True, help="Pass limit: correlation of the NPS curves (shape).")
-@click.option("--max-mtf50-error", type=click.FloatRange(0.0), default=0.15, show_default=True,
+@click.option("--min-nps-corr", type=click.FloatRange(-1.0, 1.0),
+              default=Limits.min_nps_correlation, show_default=True,
+              help="Pass limit: correlation of the NPS curves (shape).")
+@click.option("--max-mtf50-error", type=click.FloatRange(0.0),
+              default=Limits.max_mtf50_error, show_default=True,
               help="Pass limit with --qa: |MTF50 ratio - 1| against the reference.")
 def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str | None,
              out_dir: Path, label: str, qa: bool, max_bias: float, max_noise_error: float,
@@ -62,9 +69,6 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str 
     and pass/fail against the limits below (defaults and their reasons: docs/evaluation.md;
     the exit status does not depend on them).
     """
-    from kernelconv.evaluation.evaluate import Limits, verdict, write_reports
-    from kernelconv.evaluation.evaluate import evaluate as run_evaluation
-
     for path in (pred_dir, ref_dir) + ((truth_dir,) if truth_dir else ()):
         if not path.exists():
             raise InputError(f"{path}: no such file or directory")
@@ -76,16 +80,15 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None, target: str 
                   "setting)", ("direction", "slices", "PSNR dB", "SSIM", "RMSE HU",
                                "noise ratio", "NPS peak pred/ref", "LAA-950 diff pp",
                                "limits"))
-    for r in results:
-        d = r.summary()
+    summaries = [r.summary() for r in results]
+    for d in summaries:
         t.add_row(d["direction"], str(d["slices"]), f"{d['psnr_db']:.2f}", f"{d['ssim']:.4f}",
                   f"{d['rmse_hu']:.1f}", f"{d['noise_ratio']:.2f}",
                   f"{d['nps_peak_pred_lpcm']:.1f}/{d['nps_peak_ref_lpcm']:.1f}",
                   f"{d['laa950_diff_pp']:+.2f}", verdict(d, short=True))
     out.print(t)
     out.print(f"report: {paths['markdown']} (and evaluation.json, nps.png, difference.png)")
-    for r in results:
-        d = r.summary()
+    for d in summaries:
         if d.get("mtf50_pred_lpcm") is not None:
             out.print(f"{d['direction']}: MTF50 {d['mtf50_pred_lpcm']:.2f} lp/cm (reference "
                       f"{d['mtf50_ref_lpcm']:.2f}), MTF10 {d['mtf10_pred_lpcm']:.2f} "

@@ -35,6 +35,7 @@ from kernelconv.dicom.derived import derivation_of
 from kernelconv.dicom.discovery import Series, discover
 from kernelconv.errors import InputError
 from kernelconv.evaluation.metrics import mae, psnr, rmse, ssim
+from kernelconv.hu_check import DEFAULT_MAX_BIAS_HU
 from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 from kernelconv.kernels import first_kernel_value
 
@@ -56,7 +57,7 @@ class Limits:
       of the unpaired-training issue.
     """
 
-    max_bias_hu: float = 5.0
+    max_bias_hu: float = DEFAULT_MAX_BIAS_HU
     max_noise_error: float = 0.2
     max_laa_diff_pp: float = 1.0
     min_nps_correlation: float = 0.9
@@ -202,7 +203,7 @@ def _peak(freq: np.ndarray, nps: np.ndarray) -> float:
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two NPS curves (their shape), NaN when undefined."""
-    ok = np.isfinite(a) & np.isfinite(b) if len(a) == len(b) else np.zeros(0, bool)
+    ok = np.isfinite(a) & np.isfinite(b)
     a, b = a[ok], b[ok]
     if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
         return float("nan")
@@ -303,6 +304,8 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None = None,
     is judged against ``limits`` (default :class:`Limits`). With ``qa`` the series are the
     simulator's QA phantom (``simulate --phantom qa``): the MTF50/MTF10 of prediction and
     reference are measured from its rod's circular edge, as ``kernelconv qa`` does."""
+    if qa:
+        from kernelconv.evaluation.qa import measure_images
     preds = [load_series(s) for s in discover(pred_dir).series]
     if not preds:
         raise InputError(f"{pred_dir}: no CT series to evaluate")
@@ -329,8 +332,6 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None = None,
             raise InputError(f"{pred.folder}: no truth for its study under {truth_dir}")
         _accumulate(res, pred, ref, truth, keep_example)
         if qa:
-            from kernelconv.evaluation.qa import measure_images
-
             for who, series, into in (("pred", pred, res.mtf_pred), ("ref", ref, res.mtf_ref)):
                 m = measure_images(who, series.folder, list(series.hu), series.first).mtf
                 into.append((m.mtf50, m.mtf10))
@@ -445,9 +446,9 @@ def details_markdown(summaries: list[dict[str, Any]]) -> str:
 
 def verdict(d: dict[str, Any], short: bool = False) -> str:
     """'pass', or 'FAIL: ' and the criteria that missed their limits ('FAIL n' if short)."""
-    missed = [k for k, c in d["checks"].items() if c["passed"] is False]
     if d["passed"] is None:
         return "not measured"
+    missed = [k for k, c in d["checks"].items() if c["passed"] is False]
     if not missed:
         return "pass"
     return f"FAIL {len(missed)}" if short else "FAIL: " + ", ".join(missed)
