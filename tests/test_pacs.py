@@ -16,6 +16,8 @@ import pydicom
 import pytest
 from helpers import ct5n_dir, dicom_file, make_series, require_tool
 
+from kernelconv.fileio import PART_SUFFIX
+
 pytestmark = [pytest.mark.tools, pytest.mark.slow]
 HOST = "127.0.0.1"
 
@@ -104,7 +106,10 @@ def wait_for(predicate, seconds: float = 60.0) -> bool:  # type: ignore[no-untyp
 
 
 def derived(out: Path) -> list[pydicom.Dataset]:
-    return [pydicom.dcmread(p) for p in sorted(out.rglob("*")) if p.is_file()]
+    """The finished derived files: a ``.part`` sibling is a file still being written (the
+    listener writes atomically), so a poll that lands mid-write must not read it."""
+    return [pydicom.dcmread(p) for p in sorted(out.rglob("*"))
+            if p.is_file() and not p.name.endswith(PART_SUFFIX)]
 
 
 def test_storescu_series_uncompressed_and_compressed_are_converted(
