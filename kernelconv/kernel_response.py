@@ -57,12 +57,24 @@ class KernelResponse:
     mtf50: tuple[float, float] | None = None  # (target, tolerance) lp/cm
     mtf10: tuple[float, float] | None = None
     peak: tuple[float, float] | None = None  # (min, max) of max MTF
-    noise_ratio: tuple[float, float] | None = None  # (min, max) SD relative to B30f
+    noise_ratio: tuple[float, float] | None = None  # (min, max) SD relative to noise_reference
     source: str = ""
+    #: the kernel ``noise_ratio`` is relative to (the same raw data reconstructed with it)
+    noise_reference: str = "B30f"
+    #: relative uncertainty of this response as a description of the real kernel (0: exact,
+    #: as the project's spec is for the simulator; vendor estimates carry theirs)
+    uncertainty: float = 0.0
+    #: a measured window instead of the formula: ((f lp/cm, W), ...) with f increasing from 0,
+    #: linear between the points and held at the last value beyond them (`kernelconv
+    #: calibrate` writes these; the parametric fields then only describe it roughly)
+    tabulated: tuple[tuple[float, float], ...] | None = None
 
     def window(self, f_lpcm: np.ndarray) -> np.ndarray:
         """W(f) for spatial frequencies in lp/cm (any shape), normalised to W(0) = 1."""
         f = np.abs(np.asarray(f_lpcm, dtype=np.float64))
+        if self.tabulated:
+            pts = np.asarray(self.tabulated, dtype=np.float64)
+            return np.interp(f, pts[:, 0], pts[:, 1] / pts[0, 1])
         return self._raw(f) / self._raw(np.zeros(1))[0]
 
     def _raw(self, f: np.ndarray) -> np.ndarray:
@@ -97,6 +109,19 @@ def _tuple(v: object) -> tuple[float, float] | None:
     return float(pair[0]), float(pair[1])
 
 
+def _tabulated(v: object) -> tuple[tuple[float, float], ...] | None:
+    if v is None:
+        return None
+    try:
+        pts = tuple((float(f), float(w)) for f, w in v)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ValueError(f"tabulated: expected [[f, W], ...], got {str(v)[:60]!r}") from None
+    freqs = [f for f, _ in pts]
+    if len(pts) < 2 or any(b <= a for a, b in zip(freqs, freqs[1:], strict=False)):
+        raise ValueError("tabulated: at least two points with increasing f")
+    return pts
+
+
 #: kernel name -> its response
 ResponseTable = dict[str, KernelResponse]
 
@@ -118,25 +143,56 @@ def responses_from_json(items: object) -> ResponseTable:
         try:
             for key in ("mtf50", "mtf10", "peak", "noise_ratio"):
                 item[key] = _tuple(item.get(key))
+            item["tabulated"] = _tabulated(item.get("tabulated"))
             spec = KernelResponse(**item)
         except TypeError as exc:
             raise ValueError(str(exc)) from None
         if spec.cutoff <= 0 or spec.order <= 0 or spec.bump_width <= 0:
             raise ValueError(f"{spec.name}: cutoff, order and bump_width must be > 0")
+        if spec.tabulated and (spec.tabulated[0][0] != 0.0 or spec.tabulated[0][1] <= 0):
+            raise ValueError(f"{spec.name}: a tabulated window starts at f = 0 with W > 0")
         table[spec.name] = spec
     return table
 
 
 def load_response_table(path: Path | None = None) -> ResponseTable:
-    """The built-in kernels plus (overriding by name) those in a JSON file."""
+    """The built-in kernels plus (overriding by name) those in a JSON file: a list of kernels,
+    or an object whose "kernels" is that list (what `kernelconv calibrate` writes)."""
     table = {k.name: k for k in BUILTIN_RESPONSES}
     if path is None:
         return table
     try:
-        table.update(responses_from_json(json.loads(path.read_text(encoding="utf-8"))))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "kernels" in data:  # a `kernelconv calibrate` table
+            data = data["kernels"]
+        table.update(responses_from_json(data))
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: invalid kernel table ({exc})") from None
     return table
+
+
+#: (source, target) -> fitted transfer points [[f lp/cm, H], ...] (from `calibrate`)
+TransferTable = dict[tuple[str, str], np.ndarray]
+
+
+def load_transfers(path: Path | None) -> TransferTable:
+    """The fitted transfers of a `kernelconv calibrate` table (empty for a plain kernel list
+    or no file); UsageError naming the file when they are malformed."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        out: TransferTable = {}
+        for item in (data.get("transfers", []) if isinstance(data, dict) else []):
+            pts = np.asarray(item["points"], dtype=np.float64)
+            if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2 or pts[0, 0] != 0.0 \
+                    or np.any(np.diff(pts[:, 0]) <= 0):
+                raise ValueError(f"transfer {item.get('source')} -> {item.get('target')}: "
+                                 "points must be [[0, H0], [f, H], ...] with f increasing")
+            out[(str(item["source"]), str(item["target"]))] = pts
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path}: invalid kernel table ({exc})") from None
+    return out
 
 
 def responses_to_json(table: ResponseTable) -> list[dict[str, object]]:
@@ -204,3 +260,48 @@ def predicted_noise_ratio(source: str, target: str, table: ResponseTable | None 
         return float(np.trapezoid(weight * w * w, f))
 
     return float(np.sqrt(variance(target) / variance(source)))
+
+
+def allowed_noise_ratio(source: str, target: str, table: ResponseTable | None = None
+                        ) -> float | None:
+    """The most noise amplification a conversion from ``source`` to ``target`` may bring: the
+    ratio the windows predict (:func:`predicted_noise_ratio`), lowered by the kernels'
+    combined ``uncertainty`` so that an uncertain description errs towards less noise. None
+    when a kernel is not in the table."""
+    tab = table if table is not None else _BUILTIN_TABLE
+    ratio = predicted_noise_ratio(source, target, tab)
+    if ratio is None:
+        return None
+    u = float(np.hypot(tab[source].uncertainty, tab[target].uncertainty))
+    return ratio * max(1.0 - u, 0.1)
+
+
+#: frequencies (lp/cm) on which image MTFs are evaluated: up to the simulated detector's band
+#: limit
+MTF_FREQ_LPCM = np.linspace(0.0, 14.18, 3000)
+
+
+def reference_system_mtf(f_lpcm: np.ndarray) -> np.ndarray:
+    """Everything between object and kernel on the reference (simulated) scanner: detector
+    aperture (0.6 mm box), focal spot (0.32 mm FWHM) and the phantom's fine-pixel box
+    (0.342 mm). Image MTF = this x the kernel window; `qa` measures what the simulator makes."""
+    f = np.asarray(f_lpcm, dtype=np.float64)
+    return (np.sinc(f * 0.06) * np.exp(-2 * (np.pi * f * 0.032 / 2.3548) ** 2)
+            * np.sinc(f * 0.0342))
+
+
+def mtf_crossing(f: np.ndarray, mtf: np.ndarray, level: float) -> float:
+    """First frequency where ``mtf`` (normalised to its f = 0 value) falls below ``level``
+    (linear between samples; the last frequency when it never does)."""
+    m = mtf / mtf[0]
+    i = int(np.argmax(m < level))
+    if i == 0:
+        return float(f[-1])
+    return float(np.interp(level, [m[i], m[i - 1]], [f[i], f[i - 1]]))
+
+
+def mtf_figures(spec: KernelResponse) -> tuple[float, float, float]:
+    """(MTF50, MTF10 in lp/cm, MTF peak) of ``spec``'s window on the reference scanner."""
+    m = spec.window(MTF_FREQ_LPCM) * reference_system_mtf(MTF_FREQ_LPCM)
+    return (mtf_crossing(MTF_FREQ_LPCM, m, 0.5), mtf_crossing(MTF_FREQ_LPCM, m, 0.1),
+            float((m / m[0]).max()))

@@ -12,11 +12,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kernelconv"
 
 BASE = {"kernelconv", "kernelconv.errors", "kernelconv.hu", "kernelconv.kernels",
         "kernelconv.kernel_response", "kernelconv.fileio", "kernelconv.bundled",
-        "kernelconv.hu_check"}
+        "kernelconv.hu_check", "kernelconv.noise"}
 BLOCKS = {"kernelconv.dicom", "kernelconv.nets", "kernelconv.engines", "kernelconv.modelfile",
           "kernelconv.preview"}
 SERVICES = {"kernelconv.pipeline", "kernelconv.sim", "kernelconv.evaluation",
-            "kernelconv.training", "kernelconv.pacs"}
+            "kernelconv.training", "kernelconv.pacs", "kernelconv.calibration"}
 FRONT = {"kernelconv.cli", "kernelconv.__main__"}
 
 

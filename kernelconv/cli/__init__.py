@@ -6,7 +6,7 @@ Errors users can cause print one line on stderr and exit with a documented code
 commands are declared once (options.py) and rendering helpers live once (render.py).
 """
 
-from kernelconv.cli import convert, evaluate, listen, simulate, train  # noqa: F401 (commands)
+from kernelconv.cli import calibrate, convert, evaluate, listen, simulate, train  # noqa: F401 (commands)
 from kernelconv.cli.app import cli, main
 
 __all__ = ["cli", "main"]

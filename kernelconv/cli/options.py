@@ -22,7 +22,7 @@ from kernelconv.pipeline import ConvertOptions
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: the shared options' names (as keyword arguments of the commands)
-ENGINE_KEYS = ("method", "model", "device", "precision", "backend")
+ENGINE_KEYS = ("method", "model", "device", "precision", "backend", "kernel_table")
 CONVERSION_KEYS = ("batch_size", "kernel_map", "source", "max_bias")
 
 
@@ -49,6 +49,11 @@ def engine_options(func: F) -> F:
                                                      path_type=Path),
                      help="File of 'ALIAS = KERNEL' lines adding kernel names (aliases) to "
                           "the model's kernels."),
+        click.option("--kernel-table", type=click.Path(exists=True, dir_okay=False,
+                                                       path_type=Path),
+                     help="With --method filter: a JSON kernel table adding kernels to the "
+                          "built-in ones, e.g. a site calibration from `kernelconv calibrate`, "
+                          "whose fitted transfers the filter then uses (docs/calibration.md)."),
         click.option("--device", default=None,
                      help="auto, cpu, cuda or cuda:N." + _default(spec.device)),
         click.option("--precision", type=click.Choice(PRECISIONS), default=None,

@@ -117,4 +117,4 @@ def base_filter_for(info: ModelInfo) -> FilterEngine | None:
     if missing:
         raise ModelError(f"{info.path}: no kernel response for {', '.join(missing)} (its base "
                          "filter needs one per domain)")
-    return FilterEngine({d: table[d] for d in info.domains})
+    return FilterEngine({d: table[d] for d in info.domains}, noise_limit=False)

@@ -30,6 +30,8 @@ class EngineSpec:
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     precision: str = "fp32"  # fp32, bf16, fp16 (CUDA only)
     backend: str | None = None  # torch or onnx; None: torch, or onnx for a .onnx model
+    #: the filter's kernel table (built-in kernels + a JSON file, e.g. from `calibrate`)
+    kernel_table: Path | None = None
 
 
 @dataclass
@@ -44,6 +46,24 @@ class SelectedEngine:
     path: Path | None = None
 
 
+def filter_engine(kernel_table: Path | None = None) -> Engine:
+    """The classical filter on the built-in kernel table, or on it plus a JSON kernel table
+    (a `kernelconv calibrate` table brings its fitted transfers). The table's name and a hash
+    of its content enter the method id, so output derived with another table gets other
+    UIDs."""
+    import hashlib
+
+    from kernelconv.engines.filter_engine import FilterEngine
+    from kernelconv.kernel_response import load_response_table, load_transfers
+
+    if kernel_table is None:
+        return FilterEngine()
+    table = load_response_table(kernel_table)
+    digest = hashlib.sha256(kernel_table.read_bytes()).hexdigest()[:8]
+    return FilterEngine(table, transfers=load_transfers(kernel_table),
+                        table_label=f"{kernel_table.stem}-{digest}")
+
+
 def select_engine(spec: EngineSpec, notice: Callable[[str], None] = lambda m: None
                   ) -> SelectedEngine:
     """Resolve ``spec`` into a :class:`SelectedEngine`, reading the model's metadata once.
@@ -56,10 +76,13 @@ def select_engine(spec: EngineSpec, notice: Callable[[str], None] = lambda m: No
     if spec.backend is not None and spec.backend not in BACKENDS:
         raise UsageError(f"--backend {spec.backend}: expected one of {', '.join(BACKENDS)}")
     if spec.method == "filter":
-        from kernelconv.engines.filter_engine import FilterEngine
-
-        engine = FilterEngine()
-        return SelectedEngine(lambda: engine, engine.domains, "the filter")
+        engine = filter_engine(spec.kernel_table)
+        owner = "the filter" + (f" with kernel table {spec.kernel_table}" if spec.kernel_table
+                                else "")
+        return SelectedEngine(lambda: engine, engine.domains, owner)
+    if spec.kernel_table is not None:
+        raise UsageError("--kernel-table is the filter's kernel table: use it with "
+                         "--method filter (a model carries its own kernels)")
     from kernelconv.modelfile import read_info, resolve_model
 
     path = resolve_model(spec.model)

@@ -55,6 +55,7 @@ class ListenConfig:
     device: str = EngineSpec.device
     precision: str = EngineSpec.precision
     backend: str | None = EngineSpec.backend
+    kernel_table: Path | None = EngineSpec.kernel_table
     #: where each non-default setting came from, for messages
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -99,7 +100,8 @@ class ListenConfig:
         return self
 
     def engine_spec(self) -> EngineSpec:
-        return EngineSpec(self.method, self.model, self.device, self.precision, self.backend)
+        return EngineSpec(self.method, self.model, self.device, self.precision, self.backend,
+                          self.kernel_table)
 
     def convert_options(self, kernel_map: dict[str, str]) -> ConvertOptions:
         """The options each received series is converted with: the same as `convert`'s, into
@@ -128,7 +130,7 @@ def _int_in(value: Any, lo: int, hi: int) -> int:
 
 def _parse(name: str, raw: Any) -> Any:
     """One setting's value, from JSON or from click (already typed), checked."""
-    if name in ("spool", "out", "kernel_map", "tls_cert", "tls_key", "tls_ca"):
+    if name in ("spool", "out", "kernel_map", "kernel_table", "tls_cert", "tls_key", "tls_ca"):
         return Path(raw)
     if name == "forward":
         dests = [raw] if isinstance(raw, str | Destination) else list(raw)

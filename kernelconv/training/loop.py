@@ -259,7 +259,7 @@ def base_filter(domains: list[str]) -> Any:
     if missing:
         raise UsageError(f"g_output filter_residual needs a kernel response for every domain; "
                          f"none for {', '.join(missing)}")
-    engine = FilterEngine({d: table[d] for d in domains})
+    engine = FilterEngine({d: table[d] for d in domains}, noise_limit=False)
 
     def base(x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
              pixel_mm: Any) -> torch.Tensor:

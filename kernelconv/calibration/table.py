@@ -1,0 +1,222 @@
+"""From fitted pairs to a site's kernel table: windows, fitted transfers, noise, figures.
+
+A pair fixes only the RATIO of its two kernels' windows (everything else on the scanner is
+common to both reconstructions and cancels), and that ratio is all the filter needs to convert
+between them. To write absolute windows (which `simulate --kernel-table` needs, and which give
+MTF50/MTF10 figures), one kernel is the *anchor*: the softest kernel of the calibration (lowest
+measured noise). Its window is the response table's entry of that name when the table knows it,
+else B30f's, and the file says which; every other kernel's window is the anchor's times the
+fitted ratio, chained along the pairs. The ratio W_sharp / W_soft is taken from the sharp ->
+soft fit (well conditioned: the soft kernel's pass band), 1 / H_sharp->soft. Converting between
+two calibrated kernels does not depend on the anchor: the table also stores every fitted
+transfer, in both directions, and the filter uses a fitted transfer whenever one exists for
+the pair it converts (the soft -> sharp fit is the least-squares, MMSE linear prediction).
+
+The noise ratio of each kernel is stored relative to the anchor (``noise_reference``), as
+measured on the pairs' flat tiles, +- its spread over pairs (at least ``NOISE_TOLERANCE``).
+MTF figures are those of each window on the reference scanner (the simulator's detector and
+focal spot; :func:`kernelconv.kernel_response.mtf_figures`): absolute values inherit the
+anchor assumption, ratios and the order of kernels do not.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict, deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from kernelconv.calibration.fit import (
+    Accumulator,
+    PairNoise,
+    TransferFit,
+    accumulate,
+    pair_noise,
+    solve,
+)
+from kernelconv.calibration.pairs import SeriesPair
+from kernelconv.dicom.dataset import read_hu_slices
+from kernelconv.kernel_response import (
+    KernelResponse,
+    ResponseTable,
+    load_response_table,
+    mtf_crossing,
+    mtf_figures,
+)
+
+FORMAT = "kernelconv-kernel-table"
+NOISE_TOLERANCE = 0.05
+#: largest window ratio written (a soft kernel's near-zero response would explode 1 / H)
+MAX_RATIO = 50.0
+ASSUMED_ANCHOR = "B30f"
+
+
+@dataclass
+class Calibration:
+    """The result of `calibrate`: per-direction fits, per-pair noise, and the table."""
+
+    pairs: list[SeriesPair]
+    fits: dict[tuple[str, str], TransferFit]
+    noise: list[PairNoise]
+    slices_per_kernel_pair: dict[tuple[str, str], int]
+    table: ResponseTable
+    anchor: str
+    anchor_basis: str
+
+    def figures(self) -> list[dict[str, Any]]:
+        """MTF50/MTF10/peak and noise ratio (to the anchor) per calibrated kernel."""
+        rows = []
+        for name, spec in self.table.items():
+            m50, m10, peak = mtf_figures(spec)
+            nr = spec.noise_ratio
+            rows.append({"kernel": name, "mtf50_lpcm": round(m50, 2), "mtf10_lpcm": round(m10, 2),
+                         "peak": round(peak, 3),
+                         "noise_ratio": None if nr is None else round(0.5 * (nr[0] + nr[1]), 3),
+                         "noise_ratio_range": None if nr is None else [round(v, 3) for v in nr],
+                         "noise_reference": self.anchor})
+        return sorted(rows, key=lambda r: r["mtf50_lpcm"])
+
+    def to_json(self, command: str = "") -> dict[str, Any]:
+        from kernelconv import __version__
+
+        noise = []
+        for pn in self.noise:
+            f, soft = pn.soft_noise.radial()
+            _, sharp = pn.sharp_noise.radial()
+            noise.append({"soft": pn.soft, "sharp": pn.sharp, "ratio": round(pn.ratio, 4),
+                          "soft_sd_hu": round(pn.soft_noise.sd, 3),
+                          "sharp_sd_hu": round(pn.sharp_noise.sd, 3),
+                          "tiles": pn.soft_noise.tiles,
+                          "nps_freq_lpcm": [round(float(v), 3) for v in f],
+                          "nps_soft_hu2cm2": [float(f"{v:.5g}") for v in soft],
+                          "nps_sharp_hu2cm2": [float(f"{v:.5g}") for v in sharp]})
+        return {
+            "format": FORMAT, "version": 1,
+            "kernels": [asdict(k) for k in self.table.values()],
+            "transfers": [{"source": s, "target": t, "points": fit.points(), "tiles": fit.tiles,
+                           "slices": self.slices_per_kernel_pair.get(_key(s, t), 0)}
+                          for (s, t), fit in sorted(self.fits.items())],
+            "calibration": {
+                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds"),
+                "kernelconv": __version__, "command": command,
+                "anchor": self.anchor, "anchor_window": self.anchor_basis,
+                "pairs": [{"kernels": list(p.kernels), "slices": len(p.slices),
+                           "pixel_mm": p.pixel_mm, "matched_by": p.matched_by,
+                           "source_folder": p.source.folder,
+                           "reference_folder": p.reference.folder} for p in self.pairs],
+                "figures": self.figures(),
+                "noise": noise,
+            },
+        }
+
+
+def _key(a: str, b: str) -> tuple[str, str]:
+    """The kernel pair regardless of direction."""
+    return (a, b) if a <= b else (b, a)
+
+
+def _load(pair: SeriesPair) -> tuple[np.ndarray, np.ndarray]:
+    x, _ = read_hu_slices([a.path for a, _ in pair.slices])
+    y, _ = read_hu_slices([b.path for _, b in pair.slices])
+    return np.stack(x).astype(np.float64), np.stack(y).astype(np.float64)
+
+
+def fit_pairs(pairs: list[SeriesPair], slices: list[int] | None = None,
+              progress: Any = None) -> tuple[dict[tuple[str, str], TransferFit],
+                                             list[PairNoise], dict[tuple[str, str], int]]:
+    """Fit both directions of every kernel pair (pooling pairs of the same kernels) and
+    measure each pair's noise. ``slices``: use only these slice indices of each pair."""
+    accs: dict[tuple[str, str], Accumulator] = defaultdict(Accumulator)
+    noise: list[PairNoise] = []
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for pair in pairs:
+        x, y = _load(pair)
+        if slices is not None:
+            x, y = x[slices], y[slices]
+        ka, kb = pair.kernels
+        for i in range(len(x)):
+            accumulate(accs[(ka, kb)], accs[(kb, ka)], x[i], y[i], pair.pixel_mm)
+            if progress is not None:
+                progress()
+        counts[_key(ka, kb)] += len(x)
+        pn = pair_noise(x, y, ka, kb, pair.pixel_mm)
+        if pn is not None:
+            noise.append(pn)
+    fits = {key: solve(acc, *key) for key, acc in accs.items()}
+    return fits, noise, dict(counts)
+
+
+def _noise_of(noise: list[PairNoise]) -> dict[tuple[str, str], list[float]]:
+    out: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for pn in noise:
+        out[(pn.soft, pn.sharp)].append(pn.ratio)
+        out[(pn.sharp, pn.soft)].append(1.0 / pn.ratio)
+    return out
+
+
+def build_table(pairs: list[SeriesPair], fits: dict[tuple[str, str], TransferFit],
+                noise: list[PairNoise], counts: dict[tuple[str, str], int],
+                base: ResponseTable | None = None) -> Calibration:
+    """Windows, noise ratios and sharpness of every calibrated kernel (module docstring)."""
+    known = base if base is not None else load_response_table()
+    ratios = _noise_of(noise)
+    kernels = sorted({k for key in fits for k in key})
+    # softest: its partners' noise over its own is largest (mean log of measured ratios;
+    # ratios[(j, k)] = noise of k / noise of j)
+    score = {k: float(np.mean([np.log(r) for (a, _), rs in ratios.items() if a == k
+                               for r in rs])) if any(a == k for a, _ in ratios) else 0.0
+             for k in kernels}
+    anchor = max(kernels, key=lambda k: score[k])  # kernels are sorted: ties by name
+    if anchor in known and not known[anchor].tabulated:
+        anchor_spec, basis = known[anchor], f"the response table's {anchor}"
+    else:
+        anchor_spec = known[ASSUMED_ANCHOR]
+        basis = f"assumed: {ASSUMED_ANCHOR}'s window ({anchor} is not in the response table)"
+    windows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    noise_to_anchor: dict[str, tuple[float, float]] = {anchor: (1.0, 1.0)}
+    some_fit = next(iter(fits.values()))
+    grid = some_fit.freq
+    windows[anchor] = (grid, anchor_spec.window(grid))
+    queue = deque([anchor])
+    while queue:
+        j = queue.popleft()
+        for (a, b), fit in fits.items():
+            if a != j or b in windows:
+                continue
+            k = b
+            wj = np.interp(fit.freq, *windows[j])
+            back = fits.get((k, j))
+            noise_jk = ratios.get((j, k), [])
+            sharper = np.mean(noise_jk) > 1.0 if noise_jk else fit.h[-1] > 1.0
+            if sharper and back is not None:  # W_k / W_j = 1 / H_{k -> j}
+                ratio = 1.0 / np.maximum(back.h, 1.0 / MAX_RATIO)
+                last = len(back.points())
+            else:  # W_k / W_j = H_{j -> k}
+                ratio = np.minimum(np.maximum(fit.h, 1e-4), MAX_RATIO)
+                last = len(fit.points())
+            windows[k] = (fit.freq[:last], (wj * ratio)[:last])
+            if noise_jk:
+                m = float(np.mean(noise_jk))
+                spread = max(NOISE_TOLERANCE * m, float(np.ptp(noise_jk)) / 2)
+                lo, hi = noise_to_anchor[j]
+                noise_to_anchor[k] = (lo * (m - spread), hi * (m + spread))
+            queue.append(k)
+    table: ResponseTable = {}
+    for name in kernels:
+        if name not in windows:
+            continue
+        f, w = windows[name]
+        tab = tuple((round(float(a), 4), round(float(b), 6)) for a, b in zip(f, w, strict=True))
+        # the parametric fields describe it roughly: cutoff = where W first falls to 0.5
+        half = mtf_crossing(np.asarray(f), np.asarray(w), 0.5) if len(f) > 1 else 1.0
+        spec = KernelResponse(name, cutoff=max(half, 0.1), order=1.0,
+                              noise_ratio=noise_to_anchor.get(name), noise_reference=anchor,
+                              tabulated=tab, source=f"kernelconv calibrate (anchor {anchor}: "
+                              f"{basis})")
+        m50 = mtf_figures(spec)[0]
+        table[name] = KernelResponse(**{**asdict(spec), "sharpness": round(10.0 * m50, 1),
+                                        "tabulated": tab})
+    return Calibration(pairs, fits, noise, counts, table, anchor, basis)

@@ -1,0 +1,93 @@
+"""`kernelconv calibrate`: a site's kernel table from paired reconstructions of its scans."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+
+from kernelconv.cli.app import cli
+from kernelconv.cli.render import err, new_table, out, progress_columns, short_path
+
+CALIBRATE_EPILOG = """
+\b
+Examples:
+  kernelconv calibrate PAIRS/ --out site-kernels.json --plot site-kernels.png
+  kernelconv calibrate --pair scan1/FC51 scan1/FC13 --pair scan2/FC51 scan2/FC13 \\
+      --out site-kernels.json
+  kernelconv convert archive/ out/ --to FC13 --method filter --kernel-table site-kernels.json
+
+\b
+PAIRS/ holds, for a few scans, the same raw data reconstructed with two or more kernels. Pairs
+are found by study and frame of reference, or, where anonymisation changed those UIDs, by
+acquisition date/time, scanner and kVp; both need the same geometry and common slice
+positions. --pair names a pair of one-series folders explicitly. docs/calibration.md says how
+many slices a fit needs and how well it converts.
+"""
+
+
+@cli.command(epilog=CALIBRATE_EPILOG)
+@click.argument("pairs_dirs", metavar="[PAIRS]...", nargs=-1,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--pair", "explicit", nargs=2, multiple=True, metavar="SRC_DIR REF_DIR",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Two folders of one series each: the same scan with two kernels.")
+@click.option("--out", "out_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The kernel table to write (JSON; read by --kernel-table).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
+              help="Draw the fitted transfers, MTFs and noise spectra.")
+def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], ...],
+              out_path: Path, plot: Path | None) -> None:
+    """Fit the kernel conversion to a site's scanner from paired reconstructions.
+
+    For each pair of kernels, fits the transfer between them in lp/cm (least squares on
+    tiles free of clipping, any pixel spacing), measures both kernels' noise and noise
+    power spectrum, and writes a kernel table: windows (anchored on the softest kernel),
+    the fitted transfers, noise ratios and the figures (MTF50, MTF10). An extension beyond
+    the paper.
+    """
+    from kernelconv.calibration import calibrate as run_calibration
+    from kernelconv.calibration import collect_pairs
+    from kernelconv.calibration.report import plot_calibration
+    from kernelconv.errors import UsageError
+    from kernelconv.fileio import atomic_write_text
+
+    if not pairs_dirs and not explicit:
+        raise UsageError("calibrate: give a PAIRS folder or at least one --pair SRC_DIR REF_DIR")
+    pairs, notes = collect_pairs(list(pairs_dirs), list(explicit))
+    t = new_table("kernelconv calibrate: pairs", ("kernels", "slices", "pixel mm", "matched by",
+                                                  "folders"), wrap=("matched by", "folders"))
+    for p in pairs:
+        t.add_row(" <-> ".join(p.kernels), str(len(p.slices)), f"{p.pixel_mm:.3f}",
+                  p.matched_by, f"{short_path(p.source.folder)}, "
+                  f"{short_path(p.reference.folder)}")
+    out.print(t)
+    total = sum(len(p.slices) for p in pairs)
+    with Progress(*progress_columns("slices"), console=err, transient=True) as prog:
+        task = prog.add_task("fitting", total=total)
+        cal = run_calibration(pairs, progress=lambda: prog.advance(task))
+    command = "kernelconv calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    atomic_write_text(out_path, json.dumps(cal.to_json(command), indent=1) + "\n")
+    t = new_table(f"kernel figures (reference scanner, anchored on {cal.anchor})",
+                  ("kernel", "MTF50 lp/cm", "MTF10 lp/cm", "MTF peak", "noise ratio"))
+    for r in cal.figures():
+        t.add_row(r["kernel"], f"{r['mtf50_lpcm']:.2f}", f"{r['mtf10_lpcm']:.2f}",
+                  f"{r['peak']:.2f}", "-" if r["noise_ratio"] is None else
+                  f"{r['noise_ratio']:.2f}")
+    out.print(t)
+    out.print(f"anchor window: {cal.anchor_basis}")
+    for (s, tgt), fit in sorted(cal.fits.items()):
+        pts = fit.points()
+        out.print(f"{s} -> {tgt}: fitted to {pts[-1][0]:.2f} lp/cm on {fit.tiles} tiles; "
+                  f"H(2, 4, 6 lp/cm) = {fit(2.0):.3f}, {fit(4.0):.3f}, {fit(6.0):.3f}")
+    for note in notes:
+        err.print(f"note: {note}")
+    if plot:
+        plot_calibration(cal, plot)
+        out.print(f"plot: {plot}")
+    out.print(f"kernel table: {out_path} (use: --method filter --kernel-table {out_path})")
