@@ -16,6 +16,14 @@ by a radial filter: Y(f) = H(|f|) X(f). The fit is the least-squares H per ring 
   fitted and H holds the last fitted value; rings are lightly smoothed (3-ring weighted mean).
 - Being least squares, the soft -> sharp fit is the MMSE linear prediction: where the soft
   kernel kept little signal it does not amplify what is only rounding noise.
+- The sharp -> soft transfer is the INVERSE of the soft -> sharp fit (:func:`invert`), not
+  the least squares of soft on sharp: the sharp image carries noise the soft one does not
+  (its own high-frequency noise aliased below the image Nyquist frequency), and regressing
+  on a noisy variable biases the slope towards zero (regression dilution). Measured on
+  simulated B70f/B30f pairs, whose true ratio is known: the direct fit was 6-12 % low at
+  2-6 lp/cm and converted held-out B70f to 49.62 dB against the exact windows' 50.21; the
+  inverse was within 1.5 % up to 3 lp/cm and 6 % up to 6 lp/cm, and reached 50.12 dB (real phantom FC51 -> FC13:
+  54.81 -> 55.26 dB and 51.13 -> 51.14 dB).
 
 Noise: each kernel's noise SD and NPS on the tiles that are flat in the pair's softer image and
 unclipped in both (:mod:`kernelconv.noise`), so the ratio of the two is measured on the same
@@ -92,6 +100,8 @@ class TransferFit:
     h: np.ndarray  # fitted H (held beyond the last fitted ring)
     fitted: np.ndarray  # bool: ring fitted from data
     tiles: int
+    #: "least squares" or "inverse of the soft -> sharp least squares" (:func:`invert`)
+    method: str = "least squares"
 
     def points(self) -> list[list[float]]:
         """[[f, H], ...] up to the last fitted ring (the table's tabulated form)."""
@@ -155,3 +165,17 @@ def pair_noise(x: np.ndarray, y: np.ndarray, kx: str, ky: str,
     if a is None or b is None or a.sd <= 0:
         return None
     return PairNoise(soft, sharp, a, b)
+
+
+def invert(fit: TransferFit) -> TransferFit:
+    """The reverse transfer 1 / H of a (soft -> sharp) fit (module docstring)."""
+    return TransferFit(fit.target, fit.source, fit.freq, 1.0 / np.maximum(fit.h, 1e-6),
+                       fit.fitted, fit.tiles,
+                       method=f"inverse of the {fit.source} -> {fit.target} least squares")
+
+
+def soft_to_sharp(fit_ab: TransferFit, fit_ba: TransferFit) -> TransferFit:
+    """Of the two directions' fits, the soft -> sharp one: the direction that gains
+    (mean H over the fitted rings above 1) sharpens."""
+    gain = float(np.mean(np.log(np.maximum(fit_ab.h[fit_ab.fitted], 1e-6))))
+    return fit_ab if gain > 0 else fit_ba

@@ -6,23 +6,25 @@ between them. To write absolute windows (which `simulate --kernel-table` needs, 
 MTF50/MTF10 figures), one kernel is the *anchor*: the softest kernel of the calibration (lowest
 measured noise). Its window is the response table's entry of that name when the table knows it,
 else B30f's, and the file says which; every other kernel's window is the anchor's times the
-fitted ratio, chained along the pairs. The ratio W_sharp / W_soft is taken from the sharp ->
-soft fit (well conditioned: the soft kernel's pass band), 1 / H_sharp->soft. Converting between
-two calibrated kernels does not depend on the anchor: the table also stores every fitted
-transfer, in both directions, and the filter uses a fitted transfer whenever one exists for
-the pair it converts (the soft -> sharp fit is the least-squares, MMSE linear prediction).
+fitted ratio, chained along the pairs. The ratio W_sharp / W_soft is the soft -> sharp fit, so
+W_soft / W_sharp is the sharp -> soft transfer of :mod:`.fit` (the inverse of the soft -> sharp
+least squares). Converting between two calibrated kernels does not depend on the anchor: the
+table also stores every fitted transfer, in both directions, and the filter uses a fitted
+transfer whenever one exists for the pair it converts (the soft -> sharp fit is the least-
+squares, MMSE linear prediction).
 
 The noise ratio of each kernel is stored relative to the anchor (``noise_reference``), as
-measured on the pairs' flat tiles, +- its spread over pairs (at least ``NOISE_TOLERANCE``).
-MTF figures are those of each window on the reference scanner (the simulator's detector and
-focal spot; :func:`kernelconv.kernel_response.mtf_figures`): absolute values inherit the
-anchor assumption, ratios and the order of kernels do not.
+measured on the pairs' flat tiles, +- its spread over pairs (at least ``NOISE_TOLERANCE``). MTF
+figures are those of each window on the reference scanner (the simulator's detector and focal
+spot; :func:`kernelconv.kernel_response.mtf_figures`): absolute values inherit the anchor
+assumption, ratios and the order of kernels do not.
 """
 
 from __future__ import annotations
 
 import datetime
 from collections import defaultdict, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,7 +35,9 @@ from kernelconv.calibration.fit import (
     PairNoise,
     TransferFit,
     accumulate,
+    invert,
     pair_noise,
+    soft_to_sharp,
     solve,
 )
 from kernelconv.calibration.pairs import SeriesPair
@@ -96,6 +100,7 @@ class Calibration:
             "format": FORMAT, "version": 1,
             "kernels": [asdict(k) for k in self.table.values()],
             "transfers": [{"source": s, "target": t, "points": fit.points(), "tiles": fit.tiles,
+                           "method": fit.method,
                            "slices": self.slices_per_kernel_pair.get(_key(s, t), 0)}
                           for (s, t), fit in sorted(self.fits.items())],
             "calibration": {
@@ -124,29 +129,46 @@ def _load(pair: SeriesPair) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(x).astype(np.float64), np.stack(y).astype(np.float64)
 
 
-def fit_pairs(pairs: list[SeriesPair], slices: list[int] | None = None,
-              progress: Any = None) -> tuple[dict[tuple[str, str], TransferFit],
-                                             list[PairNoise], dict[tuple[str, str], int]]:
-    """Fit both directions of every kernel pair (pooling pairs of the same kernels) and
-    measure each pair's noise. ``slices``: use only these slice indices of each pair."""
+#: one calibration slice stack: (kernel of x, kernel of y, x (B, H, W) HU, y, pixel mm)
+SliceStack = tuple[str, str, np.ndarray, np.ndarray, float]
+
+
+def fit_arrays(stacks: Iterable[SliceStack], progress: Any = None
+               ) -> tuple[dict[tuple[str, str], TransferFit], list[PairNoise],
+                          dict[tuple[str, str], int]]:
+    """Fit both directions of every kernel pair, pooling stacks of the same kernels, and
+    measure each stack's noise; also the number of slices per kernel pair."""
     accs: dict[tuple[str, str], Accumulator] = defaultdict(Accumulator)
     noise: list[PairNoise] = []
     counts: dict[tuple[str, str], int] = defaultdict(int)
-    for pair in pairs:
-        x, y = _load(pair)
-        if slices is not None:
-            x, y = x[slices], y[slices]
-        ka, kb = pair.kernels
+    for ka, kb, x, y, pixel_mm in stacks:
         for i in range(len(x)):
-            accumulate(accs[(ka, kb)], accs[(kb, ka)], x[i], y[i], pair.pixel_mm)
+            accumulate(accs[(ka, kb)], accs[(kb, ka)], x[i], y[i], pixel_mm)
             if progress is not None:
                 progress()
         counts[_key(ka, kb)] += len(x)
-        pn = pair_noise(x, y, ka, kb, pair.pixel_mm)
+        pn = pair_noise(x, y, ka, kb, pixel_mm)
         if pn is not None:
             noise.append(pn)
-    fits = {key: solve(acc, *key) for key, acc in accs.items()}
+    direct = {key: solve(acc, *key) for key, acc in accs.items()}
+    fits: dict[tuple[str, str], TransferFit] = {}
+    for (a, b), fit in direct.items():
+        up = soft_to_sharp(fit, direct[(b, a)])
+        fits[(up.source, up.target)] = up
+        fits[(up.target, up.source)] = invert(up)
     return fits, noise, dict(counts)
+
+
+def fit_pairs(pairs: list[SeriesPair], progress: Any = None
+              ) -> tuple[dict[tuple[str, str], TransferFit], list[PairNoise],
+                         dict[tuple[str, str], int]]:
+    """:func:`fit_arrays` on the slices of series pairs (read one pair at a time)."""
+    def stacks() -> Iterator[SliceStack]:
+        for pair in pairs:
+            x, y = _load(pair)
+            yield (*pair.kernels, x, y, pair.pixel_mm)
+
+    return fit_arrays(stacks(), progress)
 
 
 def _noise_of(noise: list[PairNoise]) -> dict[tuple[str, str], list[float]]:
@@ -188,15 +210,9 @@ def build_table(pairs: list[SeriesPair], fits: dict[tuple[str, str], TransferFit
                 continue
             k = b
             wj = np.interp(fit.freq, *windows[j])
-            back = fits.get((k, j))
             noise_jk = ratios.get((j, k), [])
-            sharper = np.mean(noise_jk) > 1.0 if noise_jk else fit.h[-1] > 1.0
-            if sharper and back is not None:  # W_k / W_j = 1 / H_{k -> j}
-                ratio = 1.0 / np.maximum(back.h, 1.0 / MAX_RATIO)
-                last = len(back.points())
-            else:  # W_k / W_j = H_{j -> k}
-                ratio = np.minimum(np.maximum(fit.h, 1e-4), MAX_RATIO)
-                last = len(fit.points())
+            ratio = np.clip(fit.h, 1.0 / MAX_RATIO, MAX_RATIO)  # H_{j -> k} = W_k / W_j
+            last = len(fit.points())
             windows[k] = (fit.freq[:last], (wj * ratio)[:last])
             if noise_jk:
                 m = float(np.mean(noise_jk))

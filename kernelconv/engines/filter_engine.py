@@ -51,9 +51,9 @@ from kernelconv.kernel_response import (
     REFERENCE_PIXEL_MM,
     KernelResponse,
     TransferTable,
+    allowed_noise_ratio,
     domain_sharpness,
     load_response_table,
-    allowed_noise_ratio,
 )
 
 SHARP_TO_SOFT_LAMBDA = 1e-4
@@ -166,8 +166,8 @@ class FilterEngine:
         padding = hu <= PADDING_HU
         x = np.where(padding, HU_MIN, hu).astype(np.float64)
         lam = None
-        if self.noise_limit and self.sharper(source, target) and \
-                (source, target) not in self.transfers:
+        if self.noise_limit and (source, target) not in self.transfers and \
+                self.sharper(source, target):
             lam = self.limited_lambda(x, source, target, pixel_mm)
         b, h, w = x.shape
         pad = min(PAD, h - 1, w - 1)
