@@ -155,10 +155,30 @@ def responses_from_json(items: object) -> ResponseTable:
     return table
 
 
+_FULL_TABLE: ResponseTable = {}
+
+
+def _builtin() -> ResponseTable:
+    if not _FULL_TABLE:
+        from kernelconv.vendor_kernels import vendor_responses
+
+        _FULL_TABLE.update({k.name: k for k in BUILTIN_RESPONSES})
+        for k in vendor_responses():
+            _FULL_TABLE.setdefault(k.name, k)
+    return _FULL_TABLE
+
+
+def builtin_table() -> ResponseTable:
+    """The built-in kernels: the project's spec kernels (B30f, B50f, B70f) and the vendor
+    kernels of :mod:`kernelconv.vendor_kernels` (estimates with their uncertainty). A copy."""
+    return dict(_builtin())
+
+
 def load_response_table(path: Path | None = None) -> ResponseTable:
-    """The built-in kernels plus (overriding by name) those in a JSON file: a list of kernels,
+    """The built-in kernels (:func:`builtin_table`) plus (overriding by name) those in a JSON
+    file: a list of kernels,
     or an object whose "kernels" is that list (what `kernelconv calibrate` writes)."""
-    table = {k.name: k for k in BUILTIN_RESPONSES}
+    table = builtin_table()
     if path is None:
         return table
     try:
@@ -209,7 +229,7 @@ def sharpness_of(kernel: str, known: Mapping[str, float] | None = None,
     else the response table's, else None. The one place sharpness ranks come from."""
     if known and kernel in known:
         return float(known[kernel])
-    spec = (table if table is not None else _BUILTIN_TABLE).get(kernel)
+    spec = (table if table is not None else _builtin()).get(kernel)
     return float(spec.sharpness) if spec is not None else None
 
 
@@ -224,7 +244,6 @@ def domain_sharpness(domains: Iterable[str], known: Mapping[str, float] | None =
     return ranks
 
 
-_BUILTIN_TABLE: ResponseTable = {k.name: k for k in BUILTIN_RESPONSES}
 
 
 #: Nyquist frequency (lp/cm) of the projection sampling at the isocentre: the quarter-offset
@@ -246,7 +265,7 @@ def predicted_noise_ratio(source: str, target: str, table: ResponseTable | None 
     On the simulator this predicts B70f/B30f 6.07 and B50f/B30f 2.26, `qa` measures 6.02 and
     2.25. None when a kernel is not in the table.
     """
-    tab = table if table is not None else _BUILTIN_TABLE
+    tab = table if table is not None else _builtin()
     if source not in tab or target not in tab:
         return None
     f = np.linspace(0.0, PROJECTION_NYQUIST_LPCM, 4096)
@@ -266,14 +285,15 @@ def allowed_noise_ratio(source: str, target: str, table: ResponseTable | None = 
                         ) -> float | None:
     """The most noise amplification a conversion from ``source`` to ``target`` may bring: the
     ratio the windows predict (:func:`predicted_noise_ratio`), lowered by the kernels'
-    combined ``uncertainty`` so that an uncertain description errs towards less noise. None
-    when a kernel is not in the table."""
-    tab = table if table is not None else _BUILTIN_TABLE
+    combined ``uncertainty`` u (root sum of squares) to one SD below it, ratio x exp(-u), so
+    that an uncertain description errs towards less noise. None when a kernel is not in the
+    table."""
+    tab = table if table is not None else _builtin()
     ratio = predicted_noise_ratio(source, target, tab)
     if ratio is None:
         return None
     u = float(np.hypot(tab[source].uncertainty, tab[target].uncertainty))
-    return ratio * max(1.0 - u, 0.1)
+    return ratio * float(np.exp(-u))  # one SD below, for a log-normal relative uncertainty u
 
 
 #: frequencies (lp/cm) on which image MTFs are evaluated: up to the simulated detector's band

@@ -7,9 +7,12 @@ those domains. (What a kernel does to the image, its frequency response, is a di
 
 Built-in aliases are deliberately conservative: Siemens appends a letter to the kernel number for
 the acquisition mode (``f`` fast, ``s`` sequence/standard, ``h`` head, ``u`` ultra-high
-resolution), and the same number with another letter names the same filter shape, so ``B30s`` is
-read as ``B30f``. Other vendors' kernels (GE ``STANDARD``, Philips ``B``...) are NOT mapped: a
-site that knows its equivalences says so in a kernel-map file (``--kernel-map``)::
+resolution, ``d`` on Force/Drive kernels such as ``Br40d``), and the same number with another
+letter names the same filter shape, so ``B30s`` is read as ``B30f``. Other vendors' kernels are
+domains of the filter in their own right (kernelconv.vendor_kernels: GE ``STANDARD``, Canon
+``FC13``...), but they are NOT mapped onto a model's domains: a site that knows its
+equivalences says so in a kernel-map file (``--kernel-map``; examples/vendor-kernel-map.txt
+lists the vendor table's estimated equivalences)::
 
     # my-kernels.txt: ALIAS = DOMAIN, one per line
     STANDARD = B30f
@@ -25,7 +28,7 @@ from pathlib import Path
 
 from kernelconv.errors import KernelError, UsageError
 
-_SIEMENS = re.compile(r"^([BHIJ][a-z]?)(\d{2})([fshu])$", re.IGNORECASE)
+_SIEMENS = re.compile(r"^([BHIJQ][a-z]?)(\d{2})([fshud]?)$", re.IGNORECASE)
 
 
 def _key(name: str) -> str:
@@ -65,7 +68,7 @@ class KernelAliases:
             table.aliases[_key(dom)] = dom
             m = _SIEMENS.match(dom.strip())
             if m:  # same Siemens kernel number, other acquisition-mode letter
-                for letter in "fshu":
+                for letter in "fshud":
                     table.aliases.setdefault(_key(f"{m.group(1)}{m.group(2)}{letter}"), dom)
         for alias, dom in (extra or {}).items():
             canon = table.aliases.get(_key(dom))
@@ -77,12 +80,18 @@ class KernelAliases:
             table.aliases[_key(alias)] = canon
         return table
 
+    def listing(self, limit: int = 12) -> str:
+        """The domains for a message: all of them, or the first ``limit`` and the count."""
+        if len(self.domains) <= limit:
+            return ", ".join(self.domains)
+        return f"{', '.join(self.domains[:limit])}, ... ({len(self.domains)} in all)"
+
     def resolve(self, kernel: str) -> str:
         """The domain a header kernel name belongs to; KernelError naming the known ones if none."""
         dom = self.aliases.get(_key(kernel))
         if dom is None:
             raise KernelError(
-                f"unknown kernel {kernel.strip()!r}; the model knows {', '.join(self.domains)} "
+                f"unknown kernel {kernel.strip()!r}; the model knows {self.listing()} "
                 "(add an alias with --kernel-map, or give --from)"
             )
         return dom
@@ -94,7 +103,7 @@ class KernelAliases:
         dom = self.aliases.get(_key(target))
         if dom is None:
             raise UsageError(f"--to {target.strip()}: not one of the kernels of {owner} "
-                             f"({', '.join(self.domains)}); add an alias with --kernel-map")
+                             f"({self.listing()}); add an alias with --kernel-map")
         return dom
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from kernelconv.calibration.fit import (
+    BIN_LPCM,
     Accumulator,
     PairNoise,
     TransferFit,
@@ -40,8 +41,9 @@ from kernelconv.calibration.fit import (
     soft_to_sharp,
     solve,
 )
-from kernelconv.calibration.pairs import SeriesPair
+from kernelconv.calibration.pairs import PairingError, SeriesPair
 from kernelconv.dicom.dataset import read_hu_slices
+from kernelconv.evaluation.qa import QaResult
 from kernelconv.kernel_response import (
     KernelResponse,
     ResponseTable,
@@ -181,10 +183,12 @@ def _noise_of(noise: list[PairNoise]) -> dict[tuple[str, str], list[float]]:
 
 def build_table(pairs: list[SeriesPair], fits: dict[tuple[str, str], TransferFit],
                 noise: list[PairNoise], counts: dict[tuple[str, str], int],
-                base: ResponseTable | None = None) -> Calibration:
-    """Windows, noise ratios and sharpness of every calibrated kernel (module docstring)."""
+                base: ResponseTable | None = None,
+                ratios: dict[tuple[str, str], list[float]] | None = None) -> Calibration:
+    """Windows, noise ratios and sharpness of every calibrated kernel (module docstring);
+    ``ratios`` (noise of k / noise of j per (j, k)) default to those of ``noise``."""
     known = base if base is not None else load_response_table()
-    ratios = _noise_of(noise)
+    ratios = _noise_of(noise) if ratios is None else ratios
     kernels = sorted({k for key in fits for k in key})
     # softest: its partners' noise over its own is largest (mean log of measured ratios;
     # ratios[(j, k)] = noise of k / noise of j)
@@ -236,3 +240,43 @@ def build_table(pairs: list[SeriesPair], fits: dict[tuple[str, str], TransferFit
         table[name] = KernelResponse(**{**asdict(spec), "sharpness": round(10.0 * m50, 1),
                                         "tabulated": tab})
     return Calibration(pairs, fits, noise, counts, table, anchor, basis)
+
+
+#: a QA measurement's MTF below this is not used for a ratio (the ratio holds beyond)
+MIN_QA_MTF = 0.05
+
+
+def qa_calibration(results: list[QaResult]) -> Calibration:
+    """The same table from QA-phantom scans, one per kernel, of the same phantom and dose
+    (`kernelconv qa` measures them): H_{j -> k} = MTF_k / MTF_j where MTF_j >= ``MIN_QA_MTF``
+    (held beyond), the noise ratio from the uniform region's SD. No NPS (the QA measurement
+    gives an SD only)."""
+    if len(results) < 2 or len({r.kernel for r in results}) < len(results):
+        raise PairingError("--qa needs QA-phantom series of at least two different kernels, "
+                           "one series per kernel")
+    top = min(float(r.mtf.freq_lpcm[-1]) for r in results)
+    grid = np.arange(0.0, top + 1e-9, BIN_LPCM)
+    mtf = {r.kernel: np.interp(grid, r.mtf.freq_lpcm, r.mtf.mtf / r.mtf.mtf[0])
+           for r in results}
+    sd = {r.kernel: r.noise_sd for r in results}
+    fits: dict[tuple[str, str], TransferFit] = {}
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for j in mtf:
+        for k in mtf:
+            if j == k:
+                continue
+            ratios[(j, k)] = [sd[k] / sd[j]]
+            if sd[j] > sd[k] or (sd[j] == sd[k] and j > k):
+                continue  # filled as the inverse of the soft -> sharp ratio below
+            ok = (mtf[j] >= MIN_QA_MTF) & (mtf[k] >= MIN_QA_MTF)
+            ok[0] = True
+            last = int(np.nonzero(~ok)[0][0]) if (~ok).any() else len(grid)
+            h = np.ones_like(grid)
+            h[:last] = mtf[k][:last] / mtf[j][:last]
+            h[last:] = h[last - 1]
+            fitted = np.zeros(len(grid), bool)
+            fitted[:last] = True
+            up = TransferFit(j, k, grid, h, fitted, 0, method="MTF ratio of QA-phantom scans")
+            fits[(j, k)] = up
+            fits[(k, j)] = invert(up)
+    return build_table([], fits, [], {}, ratios=ratios)

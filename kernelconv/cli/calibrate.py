@@ -13,12 +13,16 @@ from rich.progress import Progress
 from kernelconv.cli.app import cli
 from kernelconv.cli.render import err, new_table, out, progress_columns, short_path
 
+#: fewer unclipped tiles than this gave a poor fit on the real phantom (docs/calibration.md)
+MIN_GOOD_TILES = 20
+
 CALIBRATE_EPILOG = """
 \b
 Examples:
   kernelconv calibrate PAIRS/ --out site-kernels.json --plot site-kernels.png
   kernelconv calibrate --pair scan1/FC51 scan1/FC13 --pair scan2/FC51 scan2/FC13 \\
       --out site-kernels.json
+  kernelconv calibrate --qa qa-scans/ --out site-kernels.json
   kernelconv convert archive/ out/ --to FC13 --method filter --kernel-table site-kernels.json
 
 \b
@@ -36,13 +40,16 @@ many slices a fit needs and how well it converts.
 @click.option("--pair", "explicit", nargs=2, multiple=True, metavar="SRC_DIR REF_DIR",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Two folders of one series each: the same scan with two kernels.")
+@click.option("--qa", "qa_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Instead of pairs: QA-phantom scans, one series per kernel (the phantom "
+                   "`kernelconv qa` measures); transfers from their MTF ratios.")
 @click.option("--out", "out_path", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="The kernel table to write (JSON; read by --kernel-table).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Draw the fitted transfers, MTFs and noise spectra.")
 def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], ...],
-              out_path: Path, plot: Path | None) -> None:
+              qa_dir: Path | None, out_path: Path, plot: Path | None) -> None:
     """Fit the kernel conversion to a site's scanner from paired reconstructions.
 
     For each pair of kernels, fits the transfer between them in lp/cm (least squares on
@@ -57,20 +64,33 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
     from kernelconv.errors import UsageError
     from kernelconv.fileio import atomic_write_text
 
-    if not pairs_dirs and not explicit:
-        raise UsageError("calibrate: give a PAIRS folder or at least one --pair SRC_DIR REF_DIR")
-    pairs, notes = collect_pairs(list(pairs_dirs), list(explicit))
-    t = new_table("kernelconv calibrate: pairs", ("kernels", "slices", "pixel mm", "matched by",
-                                                  "folders"), wrap=("matched by", "folders"))
-    for p in pairs:
-        t.add_row(" <-> ".join(p.kernels), str(len(p.slices)), f"{p.pixel_mm:.3f}",
-                  p.matched_by, f"{short_path(p.source.folder)}, "
-                  f"{short_path(p.reference.folder)}")
-    out.print(t)
-    total = sum(len(p.slices) for p in pairs)
-    with Progress(*progress_columns("slices"), console=err, transient=True) as prog:
-        task = prog.add_task("fitting", total=total)
-        cal = run_calibration(pairs, progress=lambda: prog.advance(task))
+    if qa_dir is not None:
+        if pairs_dirs or explicit:
+            raise UsageError("calibrate: --qa replaces PAIRS and --pair; give one or the other")
+        from kernelconv.calibration.table import qa_calibration
+        from kernelconv.evaluation.qa import measure_qa
+
+        results = measure_qa(qa_dir)
+        cal = qa_calibration(results)
+        notes = [f"{r.kernel}: {r.slices} QA slice(s)" + ("" if r.stable else
+                 " (too few for a stable MTF; see `kernelconv qa`)") for r in results]
+    else:
+        if not pairs_dirs and not explicit:
+            raise UsageError("calibrate: give a PAIRS folder, at least one --pair SRC_DIR "
+                             "REF_DIR, or --qa QA_DIR")
+        pairs, notes = collect_pairs(list(pairs_dirs), list(explicit))
+        t = new_table("kernelconv calibrate: pairs", ("kernels", "slices", "pixel mm",
+                                                      "matched by", "folders"),
+                      wrap=("matched by", "folders"))
+        for p in pairs:
+            t.add_row(" <-> ".join(p.kernels), str(len(p.slices)), f"{p.pixel_mm:.3f}",
+                      p.matched_by, f"{short_path(p.source.folder)}, "
+                      f"{short_path(p.reference.folder)}")
+        out.print(t)
+        total = sum(len(p.slices) for p in pairs)
+        with Progress(*progress_columns("slices"), console=err, transient=True) as prog:
+            task = prog.add_task("fitting", total=total)
+            cal = run_calibration(pairs, progress=lambda: prog.advance(task))
     command = "kernelconv calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     atomic_write_text(out_path, json.dumps(cal.to_json(command), indent=1) + "\n")
     t = new_table(f"kernel figures (reference scanner, anchored on {cal.anchor})",
@@ -83,8 +103,13 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
     out.print(f"anchor window: {cal.anchor_basis}")
     for (s, tgt), fit in sorted(cal.fits.items()):
         pts = fit.points()
-        out.print(f"{s} -> {tgt}: fitted to {pts[-1][0]:.2f} lp/cm on {fit.tiles} tiles; "
+        basis = f"{fit.tiles} tiles" if fit.tiles else "QA-phantom MTFs"
+        out.print(f"{s} -> {tgt}: {fit.method}, to {pts[-1][0]:.2f} lp/cm ({basis}); "
                   f"H(2, 4, 6 lp/cm) = {fit(2.0):.3f}, {fit(4.0):.3f}, {fit(6.0):.3f}")
+        if 0 < fit.tiles < MIN_GOOD_TILES:
+            err.print(f"[yellow]warning[/]: {s} <-> {tgt} fitted on only {fit.tiles} tiles "
+                      f"free of clipping (fewer than {MIN_GOOD_TILES}: the fit may be poor; "
+                      "add slices with soft tissue, docs/calibration.md)")
     for note in notes:
         err.print(f"note: {note}")
     if plot:
