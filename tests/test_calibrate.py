@@ -203,3 +203,51 @@ def test_tabulated_windows_validate(tmp_path: Path) -> None:
                                              "tabulated": [[0.0, 2.0], [4.0, 1.0]]}]}))
     w = load_response_table(good)["X1"].window(np.array([0.0, 2.0, 4.0, 9.0]))
     np.testing.assert_allclose(w, [1.0, 0.75, 0.5, 0.5])
+
+
+def test_site_fine_tune_maps_the_models_labels_onto_the_sites_kernels(tmp_path: Path,
+                                                                       capsys) -> None:
+    """`train --init MODEL --kernels FC13=B30f,FC51=B70f --paired --kernel-table SITE`: the
+    phantom's two kernels pair although their UIDs differ, each new label starts as the
+    named source label, the base filter and the exported model use the site's table."""
+    import torch
+    from helpers import make_tiny_model
+
+    from kernelconv.modelfile import load_model, read_info
+
+    source = make_tiny_model(tmp_path / "src.safetensors", output="filter_residual",
+                             highpass_px=3.0)
+    table = tmp_path / "site.json"
+    assert run_cli(["calibrate", "--pair", PHANTOM / "phantom1" / "FC51",
+                    PHANTOM / "phantom1" / "FC13", "--out", table], capsys)[0] == 0
+    cfg = tmp_path / "ft.json"
+    cfg.write_text(json.dumps({"crop": 128, "batch_size": 2, "lr_g": 0.0, "paired": True,
+                               "g_warmup_iters": 100, "target_sampling": "random",
+                               "d_conv_dim": 4, "d_layers": 7, "ckpt_every": 2}))
+    code, _, err = run_cli(["train", "--data", PHANTOM / "phantom1", "--out", tmp_path / "run",
+                            "--config", cfg, "--iters", "2", "--init", source, "--kernels",
+                            "FC13=B30f,FC51=B70f", "--kernel-table", table], capsys)
+    assert code == 0, err
+    _, weights = load_model(source)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000002.pt",
+                       weights_only=False)
+    w_old, w_new = weights["encoder.0.weight"], state["G"]["encoder.0.weight"]
+    assert w_new.shape[1] == w_old.shape[1] - 1  # 3 labels -> 2
+    torch.testing.assert_close(w_new[:, :2], w_old[:, :2])  # image and base channels
+    torch.testing.assert_close(w_new[:, 2], w_old[:, 2])  # FC13 <- B30f
+    torch.testing.assert_close(w_new[:, 3], w_old[:, 4])  # FC51 <- B70f
+    assert state["domains"] == ["FC13", "FC51"]
+    assert run_cli(["export", tmp_path / "run", "--name", "site", "--models-dir",
+                    tmp_path / "models"], capsys)[0] == 0
+    info = read_info(tmp_path / "models" / "site.safetensors")
+    assert info.domains == ["FC13", "FC51"]
+    assert {r["name"] for r in info.kernel_responses} == {"FC13", "FC51"}
+    assert all(r["tabulated"] for r in info.kernel_responses)  # the site's calibration
+    code, _, err = run_cli(["convert", PHANTOM / "phantom2" / "FC51", tmp_path / "out", "--to",
+                            "FC13", "--model", tmp_path / "models" / "site.safetensors",
+                            "--max-bias", "inf"], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["train", "--data", PHANTOM / "phantom1", "--out", tmp_path / "bad",
+                            "--config", cfg, "--iters", "2", "--init", source, "--kernels",
+                            "FC13=B99f,FC51=B70f"], capsys)
+    assert code == 2 and "has no kernel B99f (it has B30f, B50f, B70f)" in err

@@ -16,9 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom.dataset import Dataset
-
-from kernelconv.dicom.dataset import pixel_spacing_mm, read_file
+from kernelconv.dicom.dataset import SeriesKey, read_file, series_key
 from kernelconv.dicom.discovery import Series, SliceRef, discover
 from kernelconv.errors import InputError
 
@@ -28,15 +26,6 @@ POSITION_TOL_MM = 0.01
 
 class PairingError(InputError):
     """No usable pair where one was asked for (exit code of input errors)."""
-
-
-@dataclass(frozen=True)
-class SeriesKey:
-    """What two reconstructions of one scan share (module docstring)."""
-
-    geometry: tuple[object, ...]
-    study_frame: tuple[str, str]
-    acquisition: tuple[str, str, str, str]
 
 
 @dataclass
@@ -57,23 +46,6 @@ class SeriesPair:
     def describe(self) -> str:
         return (f"{self.source.kernel} ({self.source.folder}) <-> {self.reference.kernel} "
                 f"({self.reference.folder}): {len(self.slices)} slice(s), {self.matched_by}")
-
-
-def _round(values: object, digits: int) -> tuple[float, ...]:
-    return tuple(round(float(v), digits) for v in values)  # type: ignore[attr-defined]
-
-
-def series_key(ds: Dataset) -> SeriesKey:
-    ipp = ds.get("ImagePositionPatient") or [0.0, 0.0, 0.0]
-    geometry = (int(ds.get("Rows", 0)), int(ds.get("Columns", 0)),
-                round(pixel_spacing_mm(ds) or 0.0, 4),
-                _round(ds.get("ImageOrientationPatient") or [], 4), _round(list(ipp)[:2], 2))
-    return SeriesKey(
-        geometry,
-        (str(ds.get("StudyInstanceUID", "")), str(ds.get("FrameOfReferenceUID", ""))),
-        (str(ds.get("AcquisitionDate", "")), str(ds.get("AcquisitionTime", "")),
-         str(ds.get("DeviceSerialNumber", "")), str(ds.get("KVP", ""))),
-    )
 
 
 def _same_acquisition(a: SeriesKey, b: SeriesKey) -> str | None:

@@ -36,6 +36,11 @@ def plot_calibration(cal: Calibration, path: Path) -> None:
         ax.plot(MTF_FREQ_LPCM, spec.window(MTF_FREQ_LPCM) * sys_mtf,
                 label=f"{row['kernel']}: MTF50 {row['mtf50_lpcm']:.2f}, "
                       f"MTF10 {row['mtf10_lpcm']:.2f} lp/cm")
+    limits = [r["fitted_to_lpcm"] for r in cal.figures() if r["fitted_to_lpcm"]]
+    if limits:
+        ax.axvline(min(limits), color="grey", lw=0.8, ls="--")
+        ax.text(min(limits) + 0.15, 1.3, "fitted range ends\n(beyond: held)", fontsize=7,
+                color="grey")
     ax.axhline(0.5, color="grey", lw=0.5, ls=":")
     ax.axhline(0.1, color="grey", lw=0.5, ls=":")
     ax.set_xlim(0, 14)
@@ -50,7 +55,7 @@ def plot_calibration(cal: Calibration, path: Path) -> None:
             ax.plot(f, nps, label=f"{name}: SD {meas.sd:.1f} HU ({meas.tiles} tiles)")
     ax.set_xlabel("spatial frequency (lp/cm)")
     ax.set_ylabel("NPS (HU$^2$ cm$^2$)")
-    ax.set_title("Noise power spectra (flat tiles)")
+    ax.set_title("Noise power spectra (flat tiles, detrended below ~1 lp/cm)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +69,7 @@ def figures_markdown(cal: Calibration) -> str:
              "|---|---|---|---|---|"]
     for r in cal.figures():
         nr = "-" if r["noise_ratio"] is None else f"{r['noise_ratio']:.2f}"
-        lines.append(f"| {r['kernel']} | {r['mtf50_lpcm']:.2f} | {r['mtf10_lpcm']:.2f} | "
+        m10 = f"{r['mtf10_lpcm']:.2f}" + (" (extrapolated)" if r["mtf10_extrapolated"] else "")
+        lines.append(f"| {r['kernel']} | {r['mtf50_lpcm']:.2f} | {m10} | "
                      f"{r['peak']:.2f} | {nr} |")
     return "\n".join(lines)

@@ -77,11 +77,16 @@ class Calibration:
         for name, spec in self.table.items():
             m50, m10, peak = mtf_figures(spec)
             nr = spec.noise_ratio
+            # beyond the last fitted frequency (the image Nyquist) the window is held, so a
+            # crossing there is an extrapolation (the anchor's own window is not fitted)
+            limit = None if name == self.anchor or not spec.tabulated else spec.tabulated[-1][0]
             rows.append({"kernel": name, "mtf50_lpcm": round(m50, 2), "mtf10_lpcm": round(m10, 2),
                          "peak": round(peak, 3),
                          "noise_ratio": None if nr is None else round(0.5 * (nr[0] + nr[1]), 3),
                          "noise_ratio_range": None if nr is None else [round(v, 3) for v in nr],
-                         "noise_reference": self.anchor})
+                         "noise_reference": self.anchor, "fitted_to_lpcm": limit,
+                         "mtf50_extrapolated": limit is not None and m50 > limit,
+                         "mtf10_extrapolated": limit is not None and m10 > limit})
         return sorted(rows, key=lambda r: r["mtf50_lpcm"])
 
     def to_json(self, command: str = "") -> dict[str, Any]:

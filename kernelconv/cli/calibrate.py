@@ -95,11 +95,17 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
     atomic_write_text(out_path, json.dumps(cal.to_json(command), indent=1) + "\n")
     t = new_table(f"kernel figures (reference scanner, anchored on {cal.anchor})",
                   ("kernel", "MTF50 lp/cm", "MTF10 lp/cm", "MTF peak", "noise ratio"))
+    extrapolated = False
     for r in cal.figures():
-        t.add_row(r["kernel"], f"{r['mtf50_lpcm']:.2f}", f"{r['mtf10_lpcm']:.2f}",
+        mark = "*" if r["mtf10_extrapolated"] else ""
+        extrapolated |= bool(mark)
+        t.add_row(r["kernel"], f"{r['mtf50_lpcm']:.2f}", f"{r['mtf10_lpcm']:.2f}{mark}",
                   f"{r['peak']:.2f}", "-" if r["noise_ratio"] is None else
                   f"{r['noise_ratio']:.2f}")
     out.print(t)
+    if extrapolated:
+        out.print("* beyond the fitted range (the images' Nyquist frequency): the window is "
+                  "held there, so this figure is an extrapolation")
     out.print(f"anchor window: {cal.anchor_basis}")
     for (s, tgt), fit in sorted(cal.fits.items()):
         pts = fit.points()

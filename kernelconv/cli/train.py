@@ -51,7 +51,12 @@ kernelconv/training/config.py) or the paper's defaults (docs/training.md).
 @click.option("--paired", is_flag=True, default=None,
               help="Extension: add an L1 term to the real target slice (paired data only).")
 @click.option("--kernels", help="Comma-separated training kernels, in label order "
-              "[default: B30f,B50f,B70f].")
+              "[default: B30f,B50f,B70f]. With --init, NEW=OLD entries (e.g. FC13=B30f,"
+              "FC51=B70f) train a site's own kernels, each label starting from the source "
+              "model's OLD label (extension).")
+@click.option("--kernel-table", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Extension: JSON kernel table (e.g. from `kernelconv calibrate`) giving the "
+                   "filter_residual base filter its kernels; stored in exported models.")
 @click.option("--seed", type=int, help="Random seed [0].")
 @click.option("--ckpt-every", type=click.IntRange(1), help="Checkpoint interval [1000].")
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]),
@@ -73,7 +78,8 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
           iters: int | None, batch_size: int | None, crop: int | None, reg: str | None,
           paired: bool | None, kernels: str | None, seed: int | None, ckpt_every: int | None,
           amp: str | None, compile_: bool | None, device: str, resume: bool,
-          init_spec: str | None, max_minutes: float | None, val_dir: Path | None) -> None:
+          init_spec: str | None, max_minutes: float | None, val_dir: Path | None,
+          kernel_table: Path | None) -> None:
     """Train the GGCL StarGAN (generator and U-Net discriminator) on DICOM series.
 
     Each series' kernel (ConvolutionKernel) is its domain. The series are decoded once into
@@ -88,7 +94,8 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
     overrides = {k: v for k, v in {
         "iters": iters, "batch_size": batch_size, "crop": crop, "reg": reg, "paired": paired,
         "seed": seed, "ckpt_every": ckpt_every, "amp": amp, "compile": compile_,
-        "domains": [k.strip() for k in kernels.split(",")] if kernels else None,
+        **kernel_settings(kernels),
+        "kernel_table": str(kernel_table.resolve()) if kernel_table else None,
     }.items() if v is not None}
     cfg = cfg.updated(overrides, "options")
     init_source = None
@@ -124,6 +131,23 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
     rank = os.environ.get("RANK", "0")
     (run_dir / f"train-summary.rank{rank}.json").write_text(
         json.dumps(summary, indent=2) + "\n")
+
+
+def kernel_settings(kernels: str | None) -> dict[str, object]:
+    """``--kernels``: "B30f,B50f,B70f", or "NEW=OLD,..." (the site's kernels and the source
+    labels they start from)."""
+    if not kernels:
+        return {}
+    items = [k.strip() for k in kernels.split(",") if k.strip()]
+    if not any("=" in k for k in items):
+        return {"domains": items}
+    pairs = [k.partition("=") for k in items]
+    if any(not sep or not new.strip() or not old.strip() for new, sep, old in pairs):
+        from kernelconv.errors import UsageError
+
+        raise UsageError(f"--kernels {kernels}: give every kernel as NEW=OLD, or none")
+    return {"domains": [n.strip() for n, _, _ in pairs],
+            "init_domains": {n.strip(): o.strip() for n, _, o in pairs}}
 
 
 @cli.command(epilog="""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -228,3 +229,43 @@ def read_hu_slices(paths: list[Path]) -> tuple[list[np.ndarray], Dataset]:
         images.append(decode_hu(ds, path)[1][0])
     assert first is not None
     return images, first
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    """What two reconstructions of one scan share: image geometry, study and frame of
+    reference, and the acquisition (date, time, scanner serial, kVp), which anonymised
+    exports keep when they renew the UIDs (kernelconv.calibration.pairs)."""
+
+    geometry: tuple[object, ...]
+    study_frame: tuple[str, str]
+    acquisition: tuple[str, str, str, str]
+
+
+def _round(values: object, digits: int) -> tuple[float, ...]:
+    return tuple(round(float(v), digits) for v in values)  # type: ignore[attr-defined]
+
+
+def series_key(ds: Dataset) -> SeriesKey:
+    ipp = ds.get("ImagePositionPatient") or [0.0, 0.0, 0.0]
+    geometry = (int(ds.get("Rows", 0)), int(ds.get("Columns", 0)),
+                round(pixel_spacing_mm(ds) or 0.0, 4),
+                _round(ds.get("ImageOrientationPatient") or [], 4), _round(list(ipp)[:2], 2))
+    return SeriesKey(
+        geometry,
+        (str(ds.get("StudyInstanceUID", "")), str(ds.get("FrameOfReferenceUID", ""))),
+        (str(ds.get("AcquisitionDate", "")), str(ds.get("AcquisitionTime", "")),
+         str(ds.get("DeviceSerialNumber", "")), str(ds.get("KVP", ""))),
+    )
+
+
+
+
+def scan_key(ds: Dataset) -> str:
+    """One string per scan and image geometry: the reconstructions of one acquisition share
+    it even where anonymisation gave them different Study UIDs (acquisition date/time,
+    scanner, kVp; else the Study UID)."""
+    key = series_key(ds)
+    ident = ("acq:" + "|".join(key.acquisition) if key.acquisition[0] and key.acquisition[1]
+             else "study:" + key.study_frame[0])
+    return f"{ident}|{key.geometry!r}"

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from kernelconv.dicom.dataset import pixel_spacing_mm, read_hu_slices
+from kernelconv.dicom.dataset import pixel_spacing_mm, read_hu_slices, scan_key
 from kernelconv.dicom.derived import derivation_of
 from kernelconv.dicom.discovery import Series, discover
 from kernelconv.errors import InputError
@@ -317,11 +317,13 @@ def evaluate(pred_dir: Path, ref_dir: Path, truth_dir: Path | None = None,
         if not pred.derived and target is None:
             raise InputError(f"{pred.folder}: not a converted (DERIVED) series; give --target "
                              "to evaluate it as is (identity)")
-        matches = [r for r in refs if r.kernel == tgt and r.study_uid == pred.study_uid
-                   and r.frame_uid == pred.frame_uid and r.folder != pred.folder]
+        scan = scan_key(pred.first)
+        matches = [r for r in refs if r.kernel == tgt and r.folder != pred.folder and (
+            (r.study_uid == pred.study_uid and r.frame_uid == pred.frame_uid)
+            or scan_key(r.first) == scan)]  # the same acquisition under renewed UIDs
         if not matches:
-            raise InputError(f"{pred.folder}: no reference series with kernel {tgt} in the same "
-                             f"study under {ref_dir}")
+            raise InputError(f"{pred.folder}: no reference series with kernel {tgt} of the same "
+                             f"scan (study, or acquisition and geometry) under {ref_dir}")
         ref = matches[0]
         key = (pred.source_kernel, tgt)
         res = results.setdefault(key, DirectionResult(

@@ -57,6 +57,11 @@ class TrainConfig:
     amp: str = "none"  # none | bf16 | fp16 (CUDA only)
     compile: bool = False
     init: str | None = None  # extension: where a new run's weights came from (--init)
+    #: extension (with --init): each new domain's label starts as this source domain's
+    init_domains: dict[str, str] = field(default_factory=dict)
+    #: extension: JSON kernel table (e.g. `kernelconv calibrate`'s) for the filter_residual
+    #: base filter of domains the built-in table lacks or describes worse
+    kernel_table: str | None = None
 
     @staticmethod
     def read_file(path: Path) -> dict[str, Any]:
@@ -86,6 +91,9 @@ class TrainConfig:
             # a shuffle of one label is that label: G would only ever learn identity mappings
             raise UsageError(f"{origin}: batch size 1 with target_sampling shuffle never asks "
                              "for another kernel; use target_sampling random (or batch >= 2)")
+        if cfg.init_domains and set(cfg.init_domains) != set(cfg.domains):
+            raise UsageError(f"{origin}: with NEW=OLD kernels every kernel needs its source "
+                             "label (e.g. --kernels FC13=B30f,FC51=B70f)")
         multiple = 1 << cfg.d_layers
         if cfg.crop is not None and cfg.crop % multiple:
             raise UsageError(f"{origin}: crop must be a multiple of {multiple}")

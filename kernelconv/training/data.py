@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernelconv.dicom.dataset import pixel_spacing_mm, read_hu_slices
+from kernelconv.dicom.dataset import pixel_spacing_mm, read_hu_slices, scan_key
 from kernelconv.dicom.discovery import discover
 from kernelconv.errors import InputError, KernelconvError
 from kernelconv.fileio import atomic_write_text
@@ -28,7 +28,7 @@ from kernelconv.hu import HU_MAX, HU_MIN, hu_to_unit
 from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 from kernelconv.kernels import KernelAliases
 
-CACHE_VERSION = 2  # 2: pixel spacing per series
+CACHE_VERSION = 3  # 2: pixel spacing per series; 3: scan key (pairs across renewed UIDs)
 
 
 def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
@@ -67,6 +67,7 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
             np.save(cache_dir / name, arr)
             entries.append({"file": name, "domain": domains.index(domain),
                             "kernel": series.kernel, "study_uid": series.study_uid,
+                            "scan": scan_key(first),
                             "positions": [round(float(s.position or 0.0), 3)
                                           for s in series.slices],
                             "shape": list(arr.shape), "folder": series.folder,
@@ -106,13 +107,15 @@ class SliceSampler:
         self.crop = crop
         self.rng = np.random.default_rng(seed)
         self.slices = [(i, j) for i, a in enumerate(self.arrays) for j in range(a.shape[0])]
-        # paired lookup: (study, position) -> {domain: (series, slice)}
+        # paired lookup: (scan, position) -> {domain: (series, slice)}; the scan key groups
+        # the reconstructions of one acquisition even where their Study UIDs differ
         self.pairs: dict[tuple[str, float], dict[int, tuple[int, int]]] = {}
         for i, s in enumerate(series):
             for j, p in enumerate(s["positions"]):
-                self.pairs.setdefault((s["study_uid"], p), {})[int(s["domain"])] = (i, j)
-        self.keys = [(s["study_uid"], s["positions"][j]) for i, s in enumerate(series)
-                     for j in range(len(s["positions"]))]
+                self.pairs.setdefault((s.get("scan", s["study_uid"]), p), {})[
+                    int(s["domain"])] = (i, j)
+        self.keys = [(s.get("scan", s["study_uid"]), s["positions"][j])
+                     for i, s in enumerate(series) for j in range(len(s["positions"]))]
 
     def __len__(self) -> int:
         return len(self.slices)

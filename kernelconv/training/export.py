@@ -23,7 +23,12 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     domains = list(state["domains"])
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
-    sharp = domain_sharpness(domains)
+    table_file = state["config"].get("kernel_table")
+    if table_file and not Path(table_file).is_file():
+        raise InputError(f"{table_file}: the run's kernel table is gone; export needs it (it "
+                         "is stored in the model)")
+    table = load_response_table(Path(table_file) if table_file else None)
+    sharp = domain_sharpness(domains, table=table)
     cfg = state["config"]
     method, phases = describe_training(training_phases(state), int(state["iteration"]))
     provenance = {
@@ -38,7 +43,6 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     arch = dict(state["g_config"])
     responses = []
     if arch.get("output") == "filter_residual":  # the base filter travels with the model
-        table = load_response_table()
         responses = responses_to_json({d: table[d] for d in domains if d in table})
     info = ModelInfo(name=name, domains=domains, arch_args=arch,
                      domain_sharpness=sharp, provenance=provenance, kernel_responses=responses)

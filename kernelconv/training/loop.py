@@ -156,7 +156,8 @@ def train(
                                               cfg.lambda_reg,
                                               cfg.lambda_paired if cfg.paired else 0.0),
                        cfg.reg, cfg.n_patches, cfg.tau, patch_seed=cfg.seed * 1000 + rank + 7,
-                       base=base_filter(cfg.domains) if gcfg.needs_base else None)
+                       base=base_filter(cfg.domains, cfg.kernel_table) if gcfg.needs_base
+                       else None)
     if patch_state is not None:
         loss.patch_rng.set_state(patch_state)
     if cfg.compile:
@@ -248,13 +249,14 @@ def train(
                        last or latest_checkpoint(run_dir), checksum)
 
 
-def base_filter(domains: list[str]) -> Any:
+def base_filter(domains: list[str], kernel_table: str | None = None) -> Any:
     """The differentiable classical conversion a filter_residual generator corrects: the
-    filter engine's own transfer, applied with torch (one owner of the filter)."""
+    filter engine's own transfer, applied with torch (one owner of the filter), on the
+    built-in kernels plus a JSON ``kernel_table``'s."""
     from kernelconv.engines.filter_engine import FilterEngine
     from kernelconv.kernel_response import load_response_table
 
-    table = load_response_table()
+    table = load_response_table(Path(kernel_table) if kernel_table else None)
     missing = [d for d in domains if d not in table]
     if missing:
         raise UsageError(f"g_output filter_residual needs a kernel response for every domain; "

@@ -68,9 +68,43 @@ def adopt_settings(cfg: TrainConfig, source: InitSource, explicit: set[str]) -> 
     ``explicit`` names the settings given in the config file or as options: those must agree
     with the source (the weights fit only their own architecture and label order).
     """
-    for key, value in source.settings.items():
+    settings = dict(source.settings)
+    if cfg.init_domains:  # the site's kernels, each label from a source label
+        old = list(settings["domains"])
+        missing = sorted(set(cfg.init_domains.values()) - set(old))
+        if missing:
+            raise UsageError(f"--init: {source.label} has no kernel {', '.join(missing)} "
+                             f"(it has {', '.join(old)})")
+        source.g_state = remap_labels(source.g_state, old,
+                                      [cfg.init_domains[d] for d in cfg.domains])
+        source.d_state = None  # its class head knows the old labels: a fresh discriminator
+        settings["domains"] = list(cfg.domains)
+        source.label += " (labels " + ", ".join(f"{d} <- {cfg.init_domains[d]}"
+                                                for d in cfg.domains) + ")"
+    for key, value in settings.items():
         if key in explicit and getattr(cfg, key) != value:
             raise UsageError(f"--init: {source.label} has {key} {value}, but the training "
                              f"settings say {getattr(cfg, key)}; leave {key} out to use the "
                              "source's")
-    return dict(source.settings)
+    return settings
+
+
+def remap_labels(g_state: dict[str, Any], old: list[str], picks: list[str]) -> dict[str, Any]:
+    """Generator weights for new label slots: the first convolution's label channels (its
+    last ``len(old)`` input channels, one per source domain) are those of ``picks``, in the
+    new order. Nothing else in the generator depends on the label."""
+    key = "encoder.0.weight"
+    if key not in g_state:
+        raise UsageError("--init: the source generator has no first convolution "
+                         f"({key}); cannot map its kernels")
+    w = g_state[key]
+    n = len(old)
+    if w.shape[1] <= n:
+        raise UsageError("--init: the source generator's first convolution has no label "
+                         "channels")
+    keep = w[:, : w.shape[1] - n]
+    labels = w[:, w.shape[1] - n:]
+    idx = [old.index(p) for p in picks]
+    import torch
+
+    return {**g_state, key: torch.cat([keep, labels[:, idx]], dim=1)}
