@@ -98,27 +98,44 @@ def fir_apply(x: np.ndarray, h: np.ndarray) -> np.ndarray:
 def phantom_study(root: Path) -> None:
     data = {(ph, k): read_folder(root / ph / k) for ph in ("phantom1", "phantom2")
             for k in ("FC51", "FC13")}
-    builtin = FilterEngine()
+    limited, plain = FilterEngine(), FilterEngine(noise_limit=False)
     known = load_response_table()
     print("## Real Canon phantom: calibrate on one phantom, convert the other\n")
-    print("| calibration -> test | direction | identity | filter as B70f/B30f | "
-          "filter, own names | calibrated filter | 2-D LSQ FIR | noise ratio cal./true |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| calibration -> test | direction | identity | plain filter as B70f/B30f | "
+          "noise-limited filter as B70f/B30f | noise-limited filter, own names (vendor "
+          "estimates) | calibrated filter | 2-D LSQ FIR | noise ratio cal./true |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for cal, test in (("phantom1", "phantom2"), ("phantom2", "phantom1")):
         (x51, px), (x13, _) = data[(cal, "FC51")], data[(cal, "FC13")]
         eng = calibrated_engine([("FC51", "FC13", x51, x13, px)])
         for src, dst in (("FC51", "FC13"), ("FC13", "FC51")):
             xs, _ = data[(test, src)]
             ref, _ = data[(test, dst)]
-            own = (f"{score(builtin.convert(xs, src, dst, px), ref):.2f}"
+            a, b = PHANTOM_AS[src], PHANTOM_AS[dst]
+            own = (f"{score(limited.convert(xs, src, dst, px), ref):.2f}"
                    if src in known and dst in known else "-")
             pred = eng.convert(xs, src, dst, px)
             h = fir_fit(data[(cal, src)][0], data[(cal, dst)][0])
             ratio = _noise_ratio(pred, ref, xs, px)
             print(f"| {cal} -> {test} | {src} -> {dst} | {score(xs, ref):.2f} | "
-                  f"{score(builtin.convert(xs, PHANTOM_AS[src], PHANTOM_AS[dst], px), ref):.2f}"
-                  f" | {own} | {score(pred, ref):.2f} | {score(fir_apply(xs, h), ref):.2f} | "
-                  f"{ratio} |")
+                  f"{score(plain.convert(xs, a, b, px), ref):.2f} | "
+                  f"{score(limited.convert(xs, a, b, px), ref):.2f} | {own} | "
+                  f"{score(pred, ref):.2f} | {score(fir_apply(xs, h), ref):.2f} | {ratio} |")
+    print("\n## Out-of-field padding: FC51 read as B70f -> B30f (plain filter), test slices\n")
+    import kernelconv.engines.filter_engine as fe
+
+    print("| phantom | padding filtered as stored (before) | padding filled and kept (now) |")
+    print("|---|---|---|")
+    for ph in ("phantom1", "phantom2"):
+        xs, px = data[(ph, "FC51")]
+        ref, _ = data[(ph, "FC13")]
+        now = score(plain.convert(xs, "B70f", "B30f", px), ref)
+        keep, fe.PADDING_HU = fe.PADDING_HU, -1e9  # no pixel counts as padding: the old filter
+        try:
+            before = score(plain.convert(xs, "B70f", "B30f", px), ref)
+        finally:
+            fe.PADDING_HU = keep
+        print(f"| {ph} | {before:.2f} | {now:.2f} |")
     print("\n## Real Canon phantom: leave-slices-out (fit on k of the 4 slices, test on the "
           "rest)\n")
     print("| k | FC51 -> FC13 | FC13 -> FC51 | draws |")

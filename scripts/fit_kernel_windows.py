@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-F = np.linspace(0, 14.18, 3000)  # lp/cm
+from kernelconv.kernel_response import MTF_FREQ_LPCM, mtf_crossing, reference_system_mtf
+
+F = MTF_FREQ_LPCM  # lp/cm, up to the detector band limit
 # detector aperture, focal spot, and the box of the phantom's fine pixels (0.342 mm at the
 # default 2x oversampling): everything between the object and the filter
-APERTURE = (np.sinc(F * 0.06) * np.exp(-2 * (np.pi * F * 0.032 / 2.3548) ** 2)
-            * np.sinc(F * 0.0342))
+APERTURE = reference_system_mtf(F)
 
 
 def window(p: np.ndarray) -> np.ndarray:
@@ -27,9 +28,7 @@ def window(p: np.ndarray) -> np.ndarray:
 
 
 def crossing(m: np.ndarray, level: float) -> float:
-    m = m / m[0]
-    i = int(np.argmax(m < level))
-    return float(F[-1]) if i == 0 else float(np.interp(level, [m[i], m[i - 1]], [F[i], F[i - 1]]))
+    return mtf_crossing(F, m, level)
 
 
 def figures(w: np.ndarray) -> tuple[float, float, float]:

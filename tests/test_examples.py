@@ -52,3 +52,23 @@ def test_convert_api_converts_the_bundled_example_when_no_input_is_given(
     derived = [pydicom.dcmread(p) for p in sorted(out.rglob("IM*")) if p.is_file()]
     assert len(derived) == 4
     assert {ds.ConvolutionKernel for ds in derived} == {"B30f"}
+
+
+def test_site_calibration_example_runs_and_the_calibration_beats_identity(tmp_path: Path) -> None:
+    """examples/site_calibration.sh as a user runs it (without the optional fine-tune)."""
+    script = SCRIPT.parent / "site_calibration.sh"
+    out = tmp_path / "site"
+    proc = subprocess.run(["bash", str(script), str(out)], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "site-kernels.json").is_file() and (out / "site-kernels.png").is_file()
+
+    def psnr_of(report: str) -> float:
+        data = json.loads((out / report / "evaluation.json").read_text())
+        [direction] = data["directions"]
+        return float(direction["psnr_db"])
+
+    for target, margin in (("FC13", 15.0), ("FC51", 6.0)):
+        identity = psnr_of(f"report-identity-{target}")
+        assert psnr_of(f"report-calibrated-{target}") > identity + margin
+        assert psnr_of(f"report-uncalibrated-{target}") > identity

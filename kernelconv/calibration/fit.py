@@ -12,8 +12,10 @@ by a radial filter: Y(f) = H(|f|) X(f). The fit is the least-squares H per ring 
   strictly inside [-1024, 3071] HU (a clipped pixel is not a linear function of the other
   kernel's pixel), and out-of-field padding never enters.
 - Regularised: H(0) = 1 (every kernel has MTF(0) = 1); a ring whose source power is below
-  ``MIN_RELATIVE_POWER`` of the strongest ring, or beyond the image Nyquist frequency, is not
-  fitted and H holds the last fitted value; rings are lightly smoothed (3-ring weighted mean).
+  ``MIN_RELATIVE_POWER`` of the strongest ring, or beyond the finest pair's image Nyquist
+  frequency, is not fitted (pairs of coarser pixels contribute the rings they have); rings are
+  lightly smoothed (3-ring weighted mean). Beyond the last fitted ring the filter continues
+  the transfer along the kernels' windows (:mod:`kernelconv.engines.filter_engine`).
 - Being least squares, the soft -> sharp fit is the MMSE linear prediction: where the soft
   kernel kept little signal it does not amplify what is only rounding noise.
 - The sharp -> soft transfer is the INVERSE of the soft -> sharp fit (:func:`invert`), not
@@ -50,7 +52,7 @@ class Accumulator:
     num: np.ndarray = field(default_factory=lambda: np.zeros(0))
     den: np.ndarray = field(default_factory=lambda: np.zeros(0))
     tiles: int = 0
-    nyquist: float = np.inf  # lowest image Nyquist frequency (lp/cm) of the pooled pairs
+    nyquist: float = 0.0  # highest image Nyquist frequency (lp/cm) of the pooled pairs
 
     def add(self, ring: np.ndarray, num: np.ndarray, den: np.ndarray, nyquist: float) -> None:
         size = int(ring.max()) + 1
@@ -60,7 +62,7 @@ class Accumulator:
         np.add.at(self.num, ring, num)
         np.add.at(self.den, ring, den)
         self.tiles += 1
-        self.nyquist = min(self.nyquist, nyquist)
+        self.nyquist = max(self.nyquist, nyquist)
 
 
 def tile_grid(shape: tuple[int, int], n: int) -> list[tuple[int, int]]:

@@ -93,11 +93,26 @@ class FilterEngine:
     def sharper(self, source: str, target: str) -> bool:
         return self.domain_sharpness[target] > self.domain_sharpness[source]
 
+    def _window_ratio(self, source: str, target: str, f: np.ndarray) -> np.ndarray:
+        return self.table[target].window(f) / np.maximum(self.table[source].window(f), 1e-6)
+
     def transfer(self, source: str, target: str, f_lpcm: np.ndarray,
                  lam: float | None = None) -> np.ndarray:
         fitted = self.transfers.get((source, target))
         if fitted is not None:  # a site's measured transfer: no assumption to regularise
-            return np.interp(np.abs(f_lpcm), fitted[:, 0], fitted[:, 1])
+            f = np.abs(np.asarray(f_lpcm, dtype=np.float64))
+            h = np.interp(f, fitted[:, 0], fitted[:, 1])
+            if source in self.table and target in self.table and \
+                    not self.sharper(source, target):
+                # beyond the fitted range (the calibration images' Nyquist frequency) sharp ->
+                # soft continues along the windows' ratio from the last fitted value, rolling
+                # off as the soft kernel does; soft -> sharp holds its last value (amplifying
+                # further would add noise that no calibration image has shown)
+                f_end = fitted[-1, 0]
+                ratio = self._window_ratio(source, target, np.maximum(f, f_end))
+                h = np.where(f > f_end, fitted[-1, 1] * ratio /
+                             self._window_ratio(source, target, np.array([f_end]))[0], h)
+            return h
         ws = self.table[source].window(f_lpcm)
         wt = self.table[target].window(f_lpcm)
         if lam is None:

@@ -59,6 +59,9 @@ class TrainConfig:
     init: str | None = None  # extension: where a new run's weights came from (--init)
     #: extension (with --init): each new domain's label starts as this source domain's
     init_domains: dict[str, str] = field(default_factory=dict)
+    #: extension (with --init of a residual/filter_residual model): start the correction head
+    #: at zero, so the new run starts exactly at the identity/filter and learns only what helps
+    init_zero_head: bool = False
     #: extension: JSON kernel table (e.g. `kernelconv calibrate`'s) for the filter_residual
     #: base filter of domains the built-in table lacks or describes worse
     kernel_table: str | None = None

@@ -81,6 +81,15 @@ def adopt_settings(cfg: TrainConfig, source: InitSource, explicit: set[str]) -> 
         settings["domains"] = list(cfg.domains)
         source.label += " (labels " + ", ".join(f"{d} <- {cfg.init_domains[d]}"
                                                 for d in cfg.domains) + ")"
+    if cfg.init_zero_head:
+        if settings.get("g_output", "direct") == "direct":
+            raise UsageError("init_zero_head: the source generator is the paper's direct one; "
+                             "only a residual or filter_residual correction can start at zero")
+        import torch
+
+        source.g_state = {k: (torch.zeros_like(v) if k == "head.0.weight" else v)
+                          for k, v in source.g_state.items()}
+        source.label += " (correction head zeroed)"
     for key, value in settings.items():
         if key in explicit and getattr(cfg, key) != value:
             raise UsageError(f"--init: {source.label} has {key} {value}, but the training "
