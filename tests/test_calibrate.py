@@ -251,3 +251,20 @@ def test_site_fine_tune_maps_the_models_labels_onto_the_sites_kernels(tmp_path: 
                             "--config", cfg, "--iters", "2", "--init", source, "--kernels",
                             "FC13=B99f,FC51=B70f"], capsys)
     assert code == 2 and "has no kernel B99f (it has B30f, B50f, B70f)" in err
+
+
+def test_listen_takes_the_kernel_table_from_its_config(tmp_path: Path) -> None:
+    from kernelconv.engines.select import select_engine
+    from kernelconv.pacs.config import ListenConfig
+
+    table = tmp_path / "site.json"
+    table.write_text(json.dumps({"kernels": [{"name": "SITE1", "cutoff": 3.0, "order": 2.0,
+                                              "sharpness": 20}]}))
+    cfg = ListenConfig().updated({"to": "SITE1", "method": "filter",
+                                  "kernel_table": str(table)}, "config.json")
+    spec = cfg.engine_spec()
+    assert spec.kernel_table == table
+    selected = select_engine(spec)
+    assert "SITE1" in selected.domains and str(table) in selected.owner
+    engine = selected.factory()
+    assert "site-" in engine.method_id  # another table, other derived UIDs
