@@ -78,13 +78,19 @@ def test_plain_pip_install_finds_bundled_models_and_examples(tmp_path: Path) -> 
     probe = run(
         [py, "-c", "import json, kernelconv, kernelconv.bundled as b, kernelconv.sim.series, "
          "kernelconv.evaluation.qa, kernelconv.evaluation.evaluate, kernelconv.training.loop, "
-         "kernelconv.pacs.server; print(json.dumps("
+         "kernelconv.pacs.server, kernelconv.calibration, kernelconv.vendor_kernels; "
+         "print(json.dumps("
          "[kernelconv.__file__, str(b.bundled_models_dir()), str(b.example_series_dir())]))"],
         cwd=tmp_path)
     module, models, examples = json.loads(probe.stdout)
     assert str(env_dir) in module, "imported the source tree, not the installed package"
     assert str(env_dir) in models and (Path(models) / "README.md").is_file()
     assert str(env_dir) in examples and len(list(Path(examples).iterdir())) == 4
+    shipped = Path(examples).parent.parent  # the installed examples folder
+    assert len(list((shipped / "data" / "canon-phantom").rglob("*.dcm"))) == 8
+    assert (shipped / "data" / "canon-phantom" / "README.md").is_file()  # its MIT notice
+    assert (shipped / "vendor-kernel-map.txt").is_file()
+    assert (shipped / "site_calibration.sh").is_file()
     # the shipped default model is installed with the package and converts the example
     default = (ROOT / "models" / "DEFAULT").read_text().strip()
     assert (Path(models) / f"{default}.safetensors").is_file()
