@@ -114,3 +114,27 @@ def test_onnx_graph_of_a_filter_residual_model_takes_the_base_and_matches_torch(
     torch_out = TorchEngine(model, "cpu").convert(hu, "B30f", "B70f", px)
     onnx_out = OnnxEngine(onnx_path, "cpu").convert(hu, "B30f", "B70f", px)
     assert np.abs(torch_out - onnx_out).max() < 0.1
+
+
+def test_discriminator_extensions_and_the_papers_config_file_shape() -> None:
+    from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig
+
+    paper = DiscriminatorConfig(c_dim=3, conv_dim=4, n_layers=5, feature_channels=8)
+    assert set(paper.to_dict()) == {"c_dim", "conv_dim", "n_layers", "max_dim",
+                                    "feature_channels"}  # as before the switches existed
+    x = torch.randn(2, 1, 64, 64)
+    shapes = None
+    for sn, gain in (("all", 0), ("no_heads", 0), ("none", 50), ("all", 50)):
+        cfg = DiscriminatorConfig(c_dim=3, conv_dim=4, n_layers=5, feature_channels=8,
+                                  spectral_norm=sn, highpass_gain=gain)
+        assert DiscriminatorConfig.from_dict(cfg.to_dict()) == cfg
+        disc = Discriminator(cfg)
+        names = {n for n, _ in disc.named_parameters()}
+        assert any("encoder" in n and "weight_orig" in n for n in names) == (sn != "none")
+        assert ("cls_head.weight_orig" in names) == (sn == "all")
+        assert disc.encoder[0][0].in_channels == (2 if gain else 1)
+        out = tuple(t.shape for t in disc(x))
+        assert shapes is None or out == shapes
+        shapes = out
+    with pytest.raises(ValueError, match="spectral_norm"):
+        Discriminator(DiscriminatorConfig(spectral_norm="some"))

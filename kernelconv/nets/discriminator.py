@@ -9,6 +9,13 @@
   layer on), spectral-norm conv1x1, PixelShuffle(2), LeakyReLU], ending at H/2 with
   ``feature_channels`` (128) channels: the "semantic label map" that GGCL compares with the
   generator's first decoder feature map.
+
+Extension (``spectral_norm``, default ``"all"`` = the paper): ``"no_heads"`` leaves the
+patch and domain heads without spectral normalisation, ``"none"`` removes it everywhere (the
+original StarGAN's WGAN-GP discriminator; the gradient penalty still bounds it). With it on
+every layer, activations shrink about twofold per stride-2 layer at initialisation, and the
+domain head of a reduced-width discriminator starts, and on a CPU budget stays, at chance
+(docs/training.md, "Unpaired training that learns").
 """
 
 from __future__ import annotations
@@ -28,16 +35,31 @@ class DiscriminatorConfig:
     n_layers: int = 7
     max_dim: int = 2048
     feature_channels: int = 128
+    spectral_norm: str = "all"  # all (the paper) | no_heads | none (extensions)
+    highpass_gain: int = 0  # extension: also see gain x (x - its 3 x 3 local mean); 0: off
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = asdict(self)
+        for key, paper in (("spectral_norm", "all"), ("highpass_gain", 0)):
+            if d[key] == paper:  # written as before the switch existed
+                del d[key]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
-        return cls(**{k: int(v) for k, v in data.items()})
+        args: dict[str, Any] = {k: (str(v) if k == "spectral_norm" else int(v))
+                                for k, v in data.items()}
+        return cls(**args)
 
     def widths(self) -> list[int]:
         return [min(self.conv_dim * (1 << i), self.max_dim) for i in range(self.n_layers)]
+
+
+SPECTRAL_NORM = ("all", "no_heads", "none")
+
+
+def _plain(module: nn.Conv2d) -> nn.Conv2d:
+    return module
 
 
 def _act() -> nn.LeakyReLU:
@@ -50,16 +72,20 @@ class Discriminator(nn.Module):
     def __init__(self, config: DiscriminatorConfig | None = None) -> None:
         super().__init__()
         cfg = config or DiscriminatorConfig()
+        if cfg.spectral_norm not in SPECTRAL_NORM:
+            raise ValueError(f"spectral_norm must be one of {', '.join(SPECTRAL_NORM)}")
         self.config = cfg
+        body = spectral_norm if cfg.spectral_norm != "none" else _plain
+        head = spectral_norm if cfg.spectral_norm == "all" else _plain
         widths = cfg.widths()
         self.encoder = nn.ModuleList()
-        prev = 1
+        prev = 2 if cfg.highpass_gain else 1
         for w in widths:
-            self.encoder.append(nn.Sequential(spectral_norm(nn.Conv2d(prev, w, 4, 2, 1)), _act()))
+            self.encoder.append(nn.Sequential(body(nn.Conv2d(prev, w, 4, 2, 1)), _act()))
             prev = w
         deepest = widths[-1]
-        self.patch_head = spectral_norm(nn.Conv2d(deepest, 1, 3, 1, 1, bias=False))
-        self.cls_head = spectral_norm(nn.Conv2d(deepest, cfg.c_dim, 3, 1, 1, bias=False))
+        self.patch_head = head(nn.Conv2d(deepest, 1, 3, 1, 1, bias=False))
+        self.cls_head = head(nn.Conv2d(deepest, cfg.c_dim, 3, 1, 1, bias=False))
         self.decoder = nn.ModuleList()
         d_in = deepest
         for j in range(cfg.n_layers - 1):
@@ -67,7 +93,7 @@ class Discriminator(nn.Module):
             last = j == cfg.n_layers - 2
             out_ch = cfg.feature_channels if last else widths[cfg.n_layers - 2 - j]
             self.decoder.append(nn.Sequential(
-                spectral_norm(nn.Conv2d(d_in + skip, 4 * out_ch, 1, 1, 0)),
+                body(nn.Conv2d(d_in + skip, 4 * out_ch, 1, 1, 0)),
                 nn.PixelShuffle(2), _act()))
             d_in = out_ch
 
@@ -78,6 +104,9 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         feats = []
         h = x
+        if self.config.highpass_gain:
+            local = nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+            h = torch.cat([x, self.config.highpass_gain * (x - local)], dim=1)
         for layer in self.encoder:
             h = layer(h)
             feats.append(h)

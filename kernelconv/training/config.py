@@ -36,7 +36,12 @@ class TrainConfig:
     n_patches: int = 64
     tau: float = 0.07
     lr_decay_start: int | None = None  # default: iters // 2
-    target_sampling: str = "shuffle"  # shuffle (the reference) | random
+    #: shuffle (the reference) | random | other (extension: uniform among the kernels other
+    #: than the slice's own, so every pass asks for a kernel change)
+    target_sampling: str = "shuffle"
+    #: extension: keep one reconstruction per scan (kernels assigned in turn over the scans),
+    #: as in an archive where each patient was read with one kernel: no anatomy is seen in two
+    one_kernel_per_scan: bool = False
     paired: bool = False  # extension: L1 to the real target slice
     lambda_paired: float = 10.0
     g_warmup_iters: int = 0  # extension (paired only): first N iterations train G on L1 alone
@@ -48,6 +53,12 @@ class TrainConfig:
     g_highpass_px: float = 0.0
     d_conv_dim: int = 32
     d_layers: int = 7
+    #: all (the paper) | no_heads | none (extensions; kernelconv/nets/discriminator.py)
+    d_spectral_norm: str = "all"
+    #: extension: the discriminator also sees this gain x (x - its 3 x 3 local mean), the
+    #: kernel's noise and edges, which its domain head otherwise never learns to read on a
+    #: CPU budget (docs/training.md); 0: off (the paper)
+    d_highpass_gain: int = 0
     seed: int = 0
     ckpt_every: int = 1000
     val_every: int = 0  # 0: at every checkpoint (when --val is given)
@@ -88,8 +99,14 @@ class TrainConfig:
             raise UsageError(f"{origin}: amp must be none, bf16 or fp16")
         if cfg.g_warmup_iters and not cfg.paired:
             raise UsageError(f"{origin}: g_warmup_iters needs paired data (paired: true)")
-        if cfg.target_sampling not in ("shuffle", "random"):
-            raise UsageError(f"{origin}: target_sampling must be shuffle or random")
+        if cfg.target_sampling not in ("shuffle", "random", "other"):
+            raise UsageError(f"{origin}: target_sampling must be shuffle, random or other")
+        if cfg.d_spectral_norm not in ("all", "no_heads", "none"):
+            raise UsageError(f"{origin}: d_spectral_norm must be all, no_heads or none")
+        if cfg.d_highpass_gain < 0:
+            raise UsageError(f"{origin}: d_highpass_gain must be >= 0")
+        if cfg.one_kernel_per_scan and cfg.paired:
+            raise UsageError(f"{origin}: one_kernel_per_scan leaves no pairs for paired training")
         if cfg.target_sampling == "shuffle" and cfg.batch_size == 1 and not cfg.paired:
             # a shuffle of one label is that label: G would only ever learn identity mappings
             raise UsageError(f"{origin}: batch size 1 with target_sampling shuffle never asks "

@@ -115,7 +115,8 @@ def train(
     gcfg = GeneratorConfig(c_dim=len(cfg.domains), conv_dim=cfg.g_conv_dim, n_res=cfg.g_repeat,
                            output=cfg.g_output, highpass_px=cfg.g_highpass_px)
     dcfg = DiscriminatorConfig(c_dim=len(cfg.domains), conv_dim=cfg.d_conv_dim,
-                               n_layers=cfg.d_layers,
+                               n_layers=cfg.d_layers, spectral_norm=cfg.d_spectral_norm,
+                               highpass_gain=cfg.d_highpass_gain,
                                feature_channels=gcfg.conv_dim * (1 << gcfg.n_down) // 2)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     gen, disc = Generator(gcfg).to(dev), Discriminator(dcfg).to(dev)
@@ -125,7 +126,8 @@ def train(
         disc = disc.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt_g = torch.optim.Adam(gen.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(disc.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    sampler = SliceSampler(cache, index, cfg.crop, seed=cfg.seed * 1000 + rank)
+    sampler = SliceSampler(cache, index, cfg.crop, seed=cfg.seed * 1000 + rank,
+                           one_kernel_per_scan=cfg.one_kernel_per_scan)
     start, wall = 0, 0.0
     phases: list[dict[str, Any]] = []
     patch_state = None
@@ -187,6 +189,7 @@ def train(
     t0 = time.perf_counter()
     last = None
     done = start
+    window_stats: list[dict[str, float]] = []
     for it in range(start, cfg.iters):
         for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
             for group in opt.param_groups:
@@ -196,10 +199,8 @@ def train(
         c_org = torch.from_numpy(labels).to(dev)
         if cfg.paired and tgt_labels is not None:
             c_trg = torch.from_numpy(tgt_labels).to(dev)
-        elif cfg.target_sampling == "shuffle":
-            c_trg = c_org[torch.randperm(len(c_org), device="cpu").to(dev)]
         else:
-            c_trg = torch.randint(0, len(cfg.domains), c_org.shape, device="cpu").to(dev)
+            c_trg = sample_targets(c_org, len(cfg.domains), cfg.target_sampling)
         real_t = torch.from_numpy(tgt_imgs).to(dev) if tgt_imgs is not None else None
         if it < cfg.g_warmup_iters and real_t is not None:
             with autocast():
@@ -216,10 +217,16 @@ def train(
                 stats.update(g_stats)
         scaler.update()
         done = it + 1
-        if writer is not None and (done % cfg.log_every == 0 or done == cfg.iters):
-            for k, v in stats.items():
-                writer.add_scalar(k, v, done)
-            writer.add_scalar("lr/G", opt_g.param_groups[0]["lr"], done)
+        if rank == 0 and (done % cfg.log_every == 0 or done == cfg.iters):
+            window_stats.append(stats)
+            _log_losses(run_dir, done, window_stats, opt_g.param_groups[0]["lr"])
+            window_stats = []
+            if writer is not None:
+                for k, v in stats.items():
+                    writer.add_scalar(k, v, done)
+                writer.add_scalar("lr/G", opt_g.param_groups[0]["lr"], done)
+        elif rank == 0:
+            window_stats.append(stats)
         if rank == 0:
             on_progress(done, cfg.iters, stats)
         if validation is not None and (done % val_every == 0 or done == cfg.iters):
@@ -249,6 +256,18 @@ def train(
                        last or latest_checkpoint(run_dir), checksum)
 
 
+def sample_targets(labels: torch.Tensor, n_domains: int, mode: str) -> torch.Tensor:
+    """Target kernels for a batch (from torch's global generator): ``shuffle`` (the
+    reference: a permutation of the batch's own labels), ``random`` (uniform over all
+    kernels) or ``other`` (extension: uniform over the kernels other than each slice's own)."""
+    if mode == "shuffle":
+        return labels[torch.randperm(len(labels), device="cpu").to(labels.device)]
+    if mode == "other":
+        shift = torch.randint(1, n_domains, labels.shape, device="cpu").to(labels.device)
+        return (labels + shift) % n_domains
+    return torch.randint(0, n_domains, labels.shape, device="cpu").to(labels.device)
+
+
 def base_filter(domains: list[str], kernel_table: str | None = None) -> Any:
     """The differentiable classical conversion a filter_residual generator corrects: the
     filter engine's own transfer, applied with torch (one owner of the filter), on the
@@ -269,6 +288,20 @@ def base_filter(domains: list[str], kernel_table: str | None = None) -> Any:
                                     [domains[int(i)] for i in target], list(pixel_mm))
 
     return base
+
+
+def _log_losses(run_dir: Path, done: int, window: list[dict[str, float]], lr: float) -> None:
+    """One line of RUN/losses.jsonl: every loss averaged over the iterations since the last
+    line (G's terms over the iterations that updated G), so curves can be drawn without
+    TensorBoard."""
+    sums: dict[str, list[float]] = {}
+    for stats in window:
+        for k, v in stats.items():
+            sums.setdefault(k, []).append(v)
+    line = {"iteration": done, "lr_g": lr,
+            **{k: sum(v) / len(v) for k, v in sorted(sums.items())}}
+    with open(run_dir / "losses.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
 
 
 def _agree(flag: bool, world: int) -> bool:
