@@ -140,8 +140,12 @@ def test_validation_and_tensorboard_logs(sim: Path, tmp_path: Path, capsys) -> N
              .splitlines()]
     assert [x["iteration"] for x in lines] == [3]
     keys = {k for k in lines[0] if k.startswith("val/")}
-    assert len(keys) == 12  # 6 directions x (PSNR, SSIM)
+    assert len(keys) == 18  # 6 directions x (PSNR, SSIM, noise SD ratio)
     assert all(math.isfinite(lines[0][k]) for k in keys)
+    assert all(lines[0][k] > 0 for k in keys if k.endswith("noise_ratio"))
+    losses = [json.loads(x) for x in (tmp_path / "run" / "losses.jsonl").read_text()
+              .splitlines()]
+    assert losses and losses[-1]["iteration"] == 3 and "D/cls" in losses[-1]
     events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 100
 
@@ -374,3 +378,47 @@ def test_filter_residual_generator_trains_exports_and_keeps_hu(sim: Path, tmp_pa
     assert code == 0, err  # passes the HU check with the default limit
     report = json.loads((tmp_path / "conv" / "kernelconv-report.json").read_text())
     assert report["series"][0]["hu_check"]["passed"]
+
+
+# --------------------------------------------------------- unpaired-training extensions
+
+
+def test_target_sampling_modes() -> None:
+    from kernelconv.training.loop import sample_targets
+
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 2, 0])
+    for _ in range(50):
+        other = sample_targets(labels, 3, "other")
+        assert (other != labels).all() and other.min() >= 0 and other.max() <= 2
+        assert sorted(sample_targets(labels, 3, "shuffle").tolist()) == sorted(labels.tolist())
+    drawn = torch.cat([sample_targets(labels, 3, "other") for _ in range(300)])
+    counts = torch.bincount(drawn, minlength=3).float() / len(drawn)
+    assert (counts - 1 / 3).abs().max() < 0.05  # balanced over the kernels
+    assert (torch.cat([sample_targets(labels, 3, "random") for _ in range(50)])
+            == labels.repeat(50)).any()  # random may ask for the slice's own kernel
+
+
+def test_one_reconstruction_per_scan_is_an_archive_split() -> None:
+    from kernelconv.training.data import one_reconstruction_per_scan
+
+    series = [{"scan": f"s{i}", "study_uid": f"u{i}", "domain": d, "file": f"{i}-{d}"}
+              for i in range(9) for d in range(3)]
+    kept = one_reconstruction_per_scan(series)
+    assert len(kept) == 9 and len({s["scan"] for s in kept}) == 9  # one series per scan
+    assert sorted(s["domain"] for s in kept) == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # balanced
+    partial = [s for s in series if s["domain"] == 2 or s["scan"] != "s0"]
+    assert len(one_reconstruction_per_scan(partial)) == 9  # a scan missing its turn's kernel
+
+
+def test_train_rejects_bad_unpaired_settings(sim: Path, tmp_path: Path, capsys) -> None:
+    bad = [({"d_spectral_norm": "half"}, "d_spectral_norm"),
+           ({"d_highpass_gain": -1}, "d_highpass_gain"),
+           ({"target_sampling": "any"}, "target_sampling"),
+           ({"one_kernel_per_scan": True, "paired": True}, "one_kernel_per_scan")]
+    for extra, word in bad:
+        path = _config(tmp_path, **extra)
+        code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "bad-run",
+                                "--config", path], capsys)
+        assert code == 2 and word in err and "Traceback" not in err
+        assert not (tmp_path / "bad-run").exists()

@@ -250,7 +250,7 @@ def load_truths(folder: Path) -> dict[str, Truth]:
 
 # ------------------------------------------------------------------------------- regions
 
-def _regions(reference: np.ndarray, truth: np.ndarray | None,
+def roi_masks(reference: np.ndarray, truth: np.ndarray | None,
              lung_truth: np.ndarray | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """ROI masks (soft tissue, fat, lung, bone) and the lung mask for LAA-950."""
     from scipy import ndimage
@@ -270,6 +270,13 @@ def _regions(reference: np.ndarray, truth: np.ndarray | None,
         "bone": erode(base >= 300),
     }
     return rois, lung
+
+
+def local_noise(image: np.ndarray) -> np.ndarray:
+    """The image minus its 7 x 7 local mean: its noise where no ground truth is known."""
+    from scipy import ndimage
+
+    return np.asarray(image - ndimage.uniform_filter(image, 7))
 
 
 def radial_nps(noise: np.ndarray, mask: np.ndarray, pixel_mm: float,
@@ -369,7 +376,7 @@ def _accumulate(res: DirectionResult, pred: LoadedSeries, ref: LoadedSeries,
         res.ssim.append(ssim(p, r))
         res.rmse.append(rmse(p, r))
         res.mae.append(mae(p, r))
-        rois, lung = _regions(r, t_hu, lung_t)
+        rois, lung = roi_masks(r, t_hu, lung_t)
         for name, m in rois.items():
             if m.any():
                 res.bias_sum[name] += float((p[m] - r[m]).sum())
@@ -378,10 +385,7 @@ def _accumulate(res: DirectionResult, pred: LoadedSeries, ref: LoadedSeries,
         if t_hu is not None:
             noise_p, noise_r = p - t_hu, r - t_hu
         else:
-            from scipy import ndimage
-
-            noise_p = p - ndimage.uniform_filter(p, 7)
-            noise_r = r - ndimage.uniform_filter(r, 7)
+            noise_p, noise_r = local_noise(p), local_noise(r)
         if soft.sum() >= 100:
             res.noise_pred.append(float(noise_p[soft].std()))
             res.noise_ref.append(float(noise_r[soft].std()))

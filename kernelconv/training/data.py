@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -82,6 +82,22 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
     return index
 
 
+def one_reconstruction_per_scan(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The series an archive would hold if each scan had been read with one kernel: scans
+    (sorted by their key) take the domains in turn, so the domains stay balanced and no
+    anatomy appears in two kernels; a scan without its turn's domain keeps its first series."""
+    by_scan: dict[str, list[dict[str, Any]]] = {}
+    for s in series:
+        by_scan.setdefault(str(s.get("scan", s["study_uid"])), []).append(s)
+    domains = sorted({int(s["domain"]) for s in series})
+    kept = []
+    for turn, key in enumerate(sorted(by_scan)):
+        group = by_scan[key]
+        want = domains[turn % len(domains)]
+        kept.append(next((s for s in group if int(s["domain"]) == want), group[0]))
+    return kept
+
+
 class Batch(NamedTuple):
     """One training batch: images (B, 1, h, w) in [-1, 1] and their domain labels; in paired
     mode the partner slices and their domains; the pixel spacing (mm) of every item."""
@@ -97,9 +113,11 @@ class SliceSampler:
     """Random (crop of a) slice with its domain label; optionally its paired target slice."""
 
     def __init__(self, cache_dir: Path, index: Mapping[str, object], crop: int | None,
-                 seed: int) -> None:
+                 seed: int, one_kernel_per_scan: bool = False) -> None:
         series = index["series"]
         assert isinstance(series, list)
+        if one_kernel_per_scan:
+            series = one_reconstruction_per_scan(series)
         self.arrays = [np.load(cache_dir / s["file"], mmap_mode="r") for s in series]
         self.domains = [int(s["domain"]) for s in series]
         self.pixel_mm = [float(s.get("pixel_mm", REFERENCE_PIXEL_MM)) for s in series]

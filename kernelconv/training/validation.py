@@ -3,7 +3,10 @@
 For every study that holds several training kernels at the same slice positions, a few middle
 slices are loaded once; at each validation the generator converts them in every direction
 between the kernels present, and PSNR/SSIM (the paper's setting: HU clipped to [-1024, 3071],
-data range 4095) against the real target-kernel slices are averaged per direction.
+data range 4095) against the real target-kernel slices are averaged per direction, with the
+noise SD ratio (converted / true target, in the target's soft tissue, as ``kernelconv
+evaluate`` measures it without ground truth): the number that tells whether a kernel's noise
+was learnt, which PSNR alone does not.
 
 The generator runs through the same engine code as `kernelconv convert`
 (:class:`~kernelconv.engines.torch_engine.ModuleEngine`: the same HU normalisation, padding
@@ -23,6 +26,7 @@ import torch
 from kernelconv.dicom.dataset import read_hu_slices
 from kernelconv.dicom.discovery import discover
 from kernelconv.errors import InputError, KernelconvError
+from kernelconv.evaluation.evaluate import local_noise, roi_masks
 from kernelconv.evaluation.metrics import psnr, ssim
 from kernelconv.kernels import KernelAliases
 from kernelconv.modelfile import ModelInfo
@@ -84,9 +88,16 @@ class PairedValidation:
                         self.samples[name] = np.concatenate(
                             [window(src[0], -700, 1500), window(pred[0], -700, 1500),
                              window(ref[0], -700, 1500)], axis=1)
+                    noise_p = noise_r = 0.0
                     for p, r in zip(pred, ref, strict=True):
                         scores[f"val/{name}/psnr"].append(psnr(p, r))
                         scores[f"val/{name}/ssim"].append(ssim(p, r))
+                        soft = roi_masks(r.astype(np.float64), None, None)[0]["soft tissue"]
+                        if soft.sum() >= 100:
+                            noise_p += float(np.square(local_noise(p)[soft]).mean())
+                            noise_r += float(np.square(local_noise(r)[soft]).mean())
+                    if noise_r > 0:
+                        scores[f"val/{name}/noise_ratio"].append(float(np.sqrt(noise_p / noise_r)))
         if was_training:
             gen.train()
         return {k: float(np.mean(v)) for k, v in scores.items()}
