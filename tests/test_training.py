@@ -422,3 +422,37 @@ def test_train_rejects_bad_unpaired_settings(sim: Path, tmp_path: Path, capsys) 
                                 "--config", path], capsys)
         assert code == 2 and word in err and "Traceback" not in err
         assert not (tmp_path / "bad-run").exists()
+
+
+def test_discriminator_classifier_warmup_trains_only_its_domain_head_then_the_recipe(
+        sim: Path, tmp_path: Path, capsys) -> None:
+    """d_cls_warmup_iters: D's classifier alone first (G untouched), then the adversarial
+    recipe; the export names the warm-up and every unpaired extension the run used."""
+    cfg = _config(tmp_path, d_cls_warmup_iters=3, ckpt_every=3, target_sampling="other",
+                  one_kernel_per_scan=True, d_highpass_gain=50, d_spectral_norm="no_heads")
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "3"], capsys)
+    assert code == 0, err
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000003.pt", weights_only=False)
+    assert ckpt["opt_g"]["state"] == {}  # the generator never stepped
+    assert len(ckpt["opt_d"]["state"]) > 0
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "losses.jsonl")]
+    assert all(set(r) == {"iteration", "lr_g", "D/cls"} for r in rows)  # only the class loss
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "5", "--resume"], capsys)
+    assert code == 0, err
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000005.pt", weights_only=False)
+    assert len(ckpt["opt_g"]["state"]) > 0  # after the warm-up the generator trains
+    assert run_cli(["export", tmp_path / "run", "--name", "dw", "--models-dir",
+                    tmp_path / "models"], capsys)[0] == 0
+    from kernelconv.modelfile import read_info
+
+    method = read_info(tmp_path / "models" / "dw.safetensors").provenance["method"]
+    assert "2 adversarial iterations, after 3 discriminator-classifier warm-up" in method
+    for word in ("high-pass input x50", "spectral norm 'no_heads'", "always another kernel",
+                 "one kernel per scan"):
+        assert word in method, method
+    both = _config(tmp_path, d_cls_warmup_iters=3, g_warmup_iters=3, paired=True)
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "both", "--config",
+                            both], capsys)
+    assert code == 2 and "d_cls_warmup_iters" in err and "Traceback" not in err

@@ -59,6 +59,10 @@ class TrainConfig:
     #: kernel's noise and edges, which its domain head otherwise never learns to read on a
     #: CPU budget (docs/training.md); 0: off (the paper)
     d_highpass_gain: int = 0
+    #: extension: the first N iterations train only D's domain classifier on real slices
+    #: (no generator update), so the generator's classification loss carries a kernel
+    #: signal from its first step; 0: off (the paper)
+    d_cls_warmup_iters: int = 0
     seed: int = 0
     ckpt_every: int = 1000
     val_every: int = 0  # 0: at every checkpoint (when --val is given)
@@ -105,6 +109,11 @@ class TrainConfig:
             raise UsageError(f"{origin}: d_spectral_norm must be all, no_heads or none")
         if cfg.d_highpass_gain < 0:
             raise UsageError(f"{origin}: d_highpass_gain must be >= 0")
+        if cfg.d_cls_warmup_iters < 0:
+            raise UsageError(f"{origin}: d_cls_warmup_iters must be >= 0")
+        if cfg.d_cls_warmup_iters and cfg.g_warmup_iters:
+            raise UsageError(f"{origin}: d_cls_warmup_iters and g_warmup_iters are two "
+                             "different starts; use one")
         if cfg.one_kernel_per_scan and cfg.paired:
             raise UsageError(f"{origin}: one_kernel_per_scan leaves no pairs for paired training")
         if cfg.target_sampling == "shuffle" and cfg.batch_size == 1 and not cfg.paired:

@@ -63,7 +63,7 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
     others run the adversarial recipe with the phase's regulariser.
     """
     lines: list[str] = []
-    warm_total = adv_total = 0
+    warm_total = adv_total = d_warm_total = 0
     adv_regs: list[str] = []
     adv_paired = False
     for i, phase in enumerate(phases):
@@ -73,11 +73,15 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
             continue
         warm_until = int(cfg.get("g_warmup_iters") or 0) if cfg.get("paired") else 0
         warm = max(0, min(last, warm_until) - first)
-        adv = last - first - warm
+        d_warm = max(0, min(last, int(cfg.get("d_cls_warmup_iters") or 0)) - first - warm)
+        adv = last - first - warm - d_warm
         warm_total, adv_total = warm_total + warm, adv_total + adv
+        d_warm_total += d_warm
         what = []
         if warm:
             what.append(f"{warm} generator-only paired L1 warm-up iterations (extension)")
+        if d_warm:
+            what.append(f"{d_warm} discriminator-classifier warm-up iterations (extension)")
         if adv:
             adv_regs.append(str(cfg.get("reg")))
             adv_paired = adv_paired or bool(cfg.get("paired"))
@@ -87,7 +91,8 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
         lines.append(f"iterations {first}-{last}: " + " and ".join(what) + "; "
                      + (f"{crop} x {crop} crops" if crop else "full slices")
                      + f", batch {cfg.get('batch_size')}, lr G {cfg.get('lr_g')}"
-                     + (f" D {cfg.get('lr_d')}" if adv else ""))
+                     + (f" D {cfg.get('lr_d')}, n_critic {cfg.get('n_critic', 5)}"
+                        if adv else ""))
     init = phases[0]["config"].get("init") if phases else None
     start = f", starting from {init} (--init, extension)" if init else ""
     output = str(phases[-1]["config"].get("g_output", "direct")) if phases else "direct"
@@ -107,4 +112,21 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
     method += f", {adv_total} adversarial iterations"
     if warm_total:
         method += f", after {warm_total} paired-L1 generator warm-up iterations (extension)"
-    return method + start + variant, lines
+    if d_warm_total:
+        method += (f", after {d_warm_total} discriminator-classifier warm-up iterations "
+                   "(extension)")
+    return method + start + variant + _unpaired_extensions(phases[-1]["config"]), lines
+
+
+def _unpaired_extensions(cfg: dict[str, Any]) -> str:
+    """The departures from the paper's adversarial recipe a run used, for its provenance."""
+    ext = []
+    if cfg.get("d_spectral_norm", "all") != "all":
+        ext.append(f"discriminator spectral norm '{cfg.get('d_spectral_norm')}'")
+    if cfg.get("d_highpass_gain"):
+        ext.append(f"discriminator high-pass input x{cfg.get('d_highpass_gain')}")
+    if cfg.get("target_sampling") == "other":
+        ext.append("target kernel always another kernel")
+    if cfg.get("one_kernel_per_scan"):
+        ext.append("one kernel per scan (archive-like split)")
+    return f"; extensions: {', '.join(ext)}" if ext else ""

@@ -206,6 +206,10 @@ def train(
             with autocast():
                 w_loss, stats = loss.warmup_step(x, c_trg, real_t, c_org, pixel_mm)
             update(opt_g, gen, w_loss)
+        elif it < cfg.d_cls_warmup_iters:
+            with autocast():
+                d_loss, stats = loss.d_cls_warmup_step(x, c_org)
+            update(opt_d, disc, d_loss)
         else:
             with autocast():
                 d_loss, stats = loss.d_step(x, c_org, c_trg, pixel_mm)

@@ -130,6 +130,16 @@ class StarGanLoss:
         stats["D/loss"] = _num(loss)
         return loss, stats
 
+    def d_cls_warmup_step(self, real: torch.Tensor, label: torch.Tensor,
+                          ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Extension (``d_cls_warmup_iters``): only D's domain-classification loss on real
+        slices, before the generator trains. StarGAN's generator learns a kernel only through
+        this classifier; while it is at chance, the cycle loss holds a residual generator at
+        the identity (docs/training.md, "Unpaired training that learns"). The paper has no
+        such phase."""
+        cls = F.cross_entropy(self.disc(real)[1].float(), label)
+        return self.w.cls * cls, {"D/cls": _num(cls)}
+
     def warmup_step(self, real: torch.Tensor, target: torch.Tensor, real_target: torch.Tensor,
                     label: torch.Tensor | None = None, pixel_mm: Sequence[float] | None = None,
                     ) -> tuple[torch.Tensor, dict[str, float]]:
