@@ -12,9 +12,13 @@ code as `kernelconv convert`; then per direction:
                 tissue)
   LAA-950       difference in percentage points (lung: reference below -400 HU in the body)
 
+With --qa DIR (a simulated QA phantom in every kernel: `kernelconv simulate DIR --phantom qa`),
+each method also converts the phantom in every direction and `kernelconv qa`'s circular-edge
+measurement gives the MTF50 of the result beside the true target kernel's (ratio 1 = right).
+
     python benchmarks/model_eval.py --data heldout/sim-reference --data heldout/resim \\
         --phantom ../shared/data/real-ct-canon-phantom --model resim-fr-v1 --model sim-paired-v1 \\
-        --json eval.json --markdown eval.md
+        --json eval.json --markdown eval.md --qa heldout/qa
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from kernelconv.dicom.discovery import discover
 from kernelconv.engines.filter_engine import FilterEngine
 from kernelconv.engines.select import EngineSpec, select_engine
 from kernelconv.evaluation.metrics import laa950, psnr, ssim
+from kernelconv.evaluation.qa import measure_images
 from kernelconv.hu_check import HuCheck, lowpass
 from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 
@@ -113,6 +118,27 @@ def evaluate(engine: Any, scans: list[dict[str, tuple[np.ndarray, float]]]
             for d, m in acc.items()}
 
 
+def qa_mtf50(engine: Any, folder: Path) -> dict[str, dict[str, float]]:
+    """Per direction: MTF50 (lp/cm) of the converted QA phantom, of the true target series and
+    their ratio."""
+    series = {s.kernel: s for s in discover(folder).series}
+    read = {k: [_read(sl.path) for sl in s.slices] for k, s in series.items()}
+    first = {k: pydicom.dcmread(s.slices[0].path, stop_before_pixels=True)
+             for k, s in series.items()}
+    out = {}
+    for src, dst in DIRECTIONS:
+        if src not in read or dst not in read:
+            continue
+        x = np.stack([hu for hu, _, _ in read[src]])
+        px = read[src][0][1]
+        pred = np.clip(engine.convert(np.clip(x, -1024, 3071), src, dst, px), -1024, 3071)
+        got = measure_images(dst, str(folder), list(pred), first[src]).mtf.mtf50
+        true = measure_images(dst, str(folder), [hu for hu, _, _ in read[dst]],
+                              first[dst]).mtf.mtf50
+        out[f"{src} -> {dst}"] = {"mtf50": got, "mtf50 target": true, "ratio": got / true}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, action="append", default=[],
@@ -121,6 +147,7 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], help="model NAME|PATH (repeatable)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
+    ap.add_argument("--qa", type=Path, help="a simulated QA phantom in every kernel")
     args = ap.parse_args()
     sets = {str(d): paired_scans(d) for d in args.data}
     if args.phantom:
@@ -149,6 +176,19 @@ def main() -> None:
                 lines.append(f"| {label} | {direction} | {fmt('psnr')} | {fmt('ssim', 4)} | "
                              f"{fmt('bias soft tissue', 1)}/{fmt('bias fat', 1)}/"
                              f"{fmt('bias lung', 1)} | {fmt('noise ratio')} | {fmt('laa')} |")
+        lines.append("")
+    if args.qa:
+        results["qa"] = {}
+        lines += [f"### MTF50 of the converted QA phantom ({args.qa}), lp/cm: result / true "
+                  "target (ratio)", "", "| method | " + " | ".join(f"{a}->{b}" for a, b in
+                                                              DIRECTIONS) + " |",
+                  "|---|" + "---|" * len(DIRECTIONS)]
+        for label, engine in methods.items():
+            q = results["qa"][label] = qa_mtf50(engine, args.qa)
+            lines.append(f"| {label} | " + " | ".join(
+                f"{q[f'{a} -> {b}']['mtf50']:.2f} / {q[f'{a} -> {b}']['mtf50 target']:.2f} "
+                f"({q[f'{a} -> {b}']['ratio']:.2f})" if f"{a} -> {b}" in q else "-"
+                for a, b in DIRECTIONS) + " |")
         lines.append("")
     text = "\n".join(lines)
     print(text)
