@@ -125,6 +125,8 @@ def qa_mtf50(engine: Any, folder: Path) -> dict[str, dict[str, float]]:
     read = {k: [_read(sl.path) for sl in s.slices] for k, s in series.items()}
     first = {k: pydicom.dcmread(s.slices[0].path, stop_before_pixels=True)
              for k, s in series.items()}
+    true = {k: measure_images(k, str(folder), [hu for hu, _, _ in read[k]], first[k]).mtf.mtf50
+            for k in read}
     out = {}
     for src, dst in DIRECTIONS:
         if src not in read or dst not in read:
@@ -133,9 +135,8 @@ def qa_mtf50(engine: Any, folder: Path) -> dict[str, dict[str, float]]:
         px = read[src][0][1]
         pred = np.clip(engine.convert(np.clip(x, -1024, 3071), src, dst, px), -1024, 3071)
         got = measure_images(dst, str(folder), list(pred), first[src]).mtf.mtf50
-        true = measure_images(dst, str(folder), [hu for hu, _, _ in read[dst]],
-                              first[dst]).mtf.mtf50
-        out[f"{src} -> {dst}"] = {"mtf50": got, "mtf50 target": true, "ratio": got / true}
+        out[f"{src} -> {dst}"] = {"mtf50": got, "mtf50 target": true[dst],
+                                  "ratio": got / true[dst]}
     return out
 
 

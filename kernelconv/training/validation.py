@@ -64,6 +64,12 @@ class PairedValidation:
         if not self.images:
             raise InputError(f"{folder}: no paired validation data (a study with several of "
                              f"the kernels {', '.join(domains)} at the same positions)")
+        # the reference side of the noise ratio depends only on the data: once, here.
+        # Per (study, domain): each slice's soft-tissue mask (None if under 100 pixels) and
+        # the reference's noise power in it
+        self.soft: list[dict[int, list[tuple[np.ndarray, float] | None]]] = [
+            {d: [_soft_noise(r) for r in stack] for d, stack in study.items()}
+            for study in self.images]
 
     @torch.no_grad()
     def run(self, gen: torch.nn.Module, device: torch.device) -> dict[str, float]:
@@ -77,7 +83,7 @@ class PairedValidation:
         engine = ModuleEngine(net, info)
         scores: dict[str, list[float]] = defaultdict(list)
         self.samples: dict[str, np.ndarray] = {}
-        for study in self.images:
+        for study, soft_noise in zip(self.images, self.soft, strict=True):
             for s, src in study.items():
                 for t, ref in study.items():
                     if t == s:
@@ -89,15 +95,22 @@ class PairedValidation:
                             [window(src[0], -700, 1500), window(pred[0], -700, 1500),
                              window(ref[0], -700, 1500)], axis=1)
                     noise_p = noise_r = 0.0
-                    for p, r in zip(pred, ref, strict=True):
+                    for p, r, sn in zip(pred, ref, soft_noise[t], strict=True):
                         scores[f"val/{name}/psnr"].append(psnr(p, r))
                         scores[f"val/{name}/ssim"].append(ssim(p, r))
-                        soft = roi_masks(r.astype(np.float64), None, None)[0]["soft tissue"]
-                        if soft.sum() >= 100:
-                            noise_p += float(np.square(local_noise(p)[soft]).mean())
-                            noise_r += float(np.square(local_noise(r)[soft]).mean())
+                        if sn is not None:
+                            noise_p += float(np.square(local_noise(p)[sn[0]]).mean())
+                            noise_r += sn[1]
                     if noise_r > 0:
                         scores[f"val/{name}/noise_ratio"].append(float(np.sqrt(noise_p / noise_r)))
         if was_training:
             gen.train()
         return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def _soft_noise(ref: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """A reference slice's soft-tissue mask and its noise power there (None: too few pixels)."""
+    soft = roi_masks(ref.astype(np.float64), None, None)[0]["soft tissue"]
+    if soft.sum() < 100:
+        return None
+    return soft, float(np.square(local_noise(ref)[soft]).mean())
