@@ -78,11 +78,44 @@ def test_the_paper_generator_is_unchanged_and_its_files_read_as_before(tmp_path:
     assert GeneratorConfig.from_dict(read_info(bundled).arch_args).output == "direct"
 
 
+@torch.no_grad()
+def test_resize_upsampling_keeps_flat_maps_flat_where_pixelshuffle_makes_a_pattern() -> None:
+    from kernelconv.nets.generator import ResizeUpBlock, UpBlock
+
+    torch.manual_seed(0)
+    flat = torch.full((1, 8, 12, 12), 0.5) + torch.randn(1, 8, 1, 1)  # flat per channel
+
+    def period2(out: torch.Tensor) -> float:  # spread between the four sub-pixel phases
+        inner = out[..., 2:-2, 2:-2]  # away from the zero padding at the border
+        phases = torch.stack([inner[..., i::2, j::2].mean(dim=(-2, -1))
+                              for i in (0, 1) for j in (0, 1)])
+        return float((phases.max(0).values - phases.min(0).values).abs().max())
+
+    for _ in range(3):  # random weights: no chance of equal phase filters
+        shuffle = UpBlock(8)
+        assert period2(shuffle.shuffle(shuffle.conv(flat))) > 1e-3
+        resize = ResizeUpBlock(8)
+        assert period2(resize.conv(resize.up(flat))) < 1e-6
+    # the whole generator: the same width and feature map for GGCL, fewer parameters
+    ps = Generator(GeneratorConfig(conv_dim=8, n_res=1, output="residual", highpass_px=3.0))
+    rs = Generator(GeneratorConfig(conv_dim=8, n_res=1, output="residual", highpass_px=3.0,
+                                   upsample="resize"))
+    x, lab = torch.randn(1, 1, 32, 32), torch.tensor([1])
+    assert ps(x, lab, return_feature=True)[1].shape == rs(x, lab, return_feature=True)[1].shape
+    assert sum(p.numel() for p in rs.parameters()) < sum(p.numel() for p in ps.parameters())
+    cfg = rs.config
+    assert cfg.to_dict()["upsample"] == "resize" and GeneratorConfig.from_dict(
+        cfg.to_dict()) == cfg
+    assert "upsample" not in ps.config.to_dict()  # model files of the paper's as before
+
+
 def test_unknown_variant_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown generator output 'spectral'"):
         GeneratorConfig.from_dict({"c_dim": 3, "output": "spectral"})
     with pytest.raises(ValueError, match="highpass_px needs a residual output"):
         GeneratorConfig.from_dict({"c_dim": 3, "highpass_px": 2.0})
+    with pytest.raises(ValueError, match="unknown generator upsampling 'bilinear'"):
+        GeneratorConfig.from_dict({"c_dim": 3, "upsample": "bilinear"})
 
 
 def test_highpass_removes_constants_and_keeps_fine_detail() -> None:

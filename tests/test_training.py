@@ -415,7 +415,8 @@ def test_train_rejects_bad_unpaired_settings(sim: Path, tmp_path: Path, capsys) 
     bad = [({"d_spectral_norm": "half"}, "d_spectral_norm"),
            ({"d_highpass_gain": -1}, "d_highpass_gain"),
            ({"target_sampling": "any"}, "target_sampling"),
-           ({"one_kernel_per_scan": True, "paired": True}, "one_kernel_per_scan")]
+           ({"one_kernel_per_scan": True, "paired": True}, "one_kernel_per_scan"),
+           ({"g_upsample": "bilinear"}, "g_upsample")]
     for extra, word in bad:
         path = _config(tmp_path, **extra)
         code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "bad-run",
@@ -429,7 +430,8 @@ def test_discriminator_classifier_warmup_trains_only_its_domain_head_then_the_re
     """d_cls_warmup_iters: D's classifier alone first (G untouched), then the adversarial
     recipe; the export names the warm-up and every unpaired extension the run used."""
     cfg = _config(tmp_path, d_cls_warmup_iters=3, ckpt_every=3, target_sampling="other",
-                  one_kernel_per_scan=True, d_highpass_gain=50, d_spectral_norm="no_heads")
+                  one_kernel_per_scan=True, d_highpass_gain=50, d_spectral_norm="no_heads",
+                  g_output="residual", g_highpass_px=3.0, g_upsample="resize")
     code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
                             "--iters", "3"], capsys)
     assert code == 0, err
@@ -447,12 +449,26 @@ def test_discriminator_classifier_warmup_trains_only_its_domain_head_then_the_re
                     tmp_path / "models"], capsys)[0] == 0
     from kernelconv.modelfile import read_info
 
-    method = read_info(tmp_path / "models" / "dw.safetensors").provenance["method"]
+    info = read_info(tmp_path / "models" / "dw.safetensors")
+    assert info.arch_args["upsample"] == "resize"
+    method = info.provenance["method"]
     assert "2 adversarial iterations, after 3 discriminator-classifier warm-up" in method
     for word in ("high-pass input x50", "spectral norm 'no_heads'", "always another kernel",
-                 "one kernel per scan"):
+                 "one kernel per scan", "generator upsampling 'resize'"):
         assert word in method, method
     both = _config(tmp_path, d_cls_warmup_iters=3, g_warmup_iters=3, paired=True)
     code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "both", "--config",
                             both], capsys)
     assert code == 2 and "d_cls_warmup_iters" in err and "Traceback" not in err
+
+
+def test_every_bundled_training_config_is_valid() -> None:
+    """examples/training/*.json are documented recipes: each must load as it is."""
+    from kernelconv.training.config import TrainConfig
+
+    configs = sorted((Path(__file__).resolve().parent.parent / "examples" / "training")
+                     .glob("*.json"))
+    assert len(configs) >= 10
+    for path in configs:
+        cfg = TrainConfig().updated(TrainConfig.read_file(path), origin=path.name)
+        assert cfg.iters > 0, path

@@ -8,6 +8,10 @@ Layer by layer (defaults = the paper; see shared notes on the reference implemen
 * ``n_res`` residual blocks [conv3x3, IN, ReLU, conv3x3, IN] + identity;
 * ``n_down`` x [conv3x3 to 2x channels, PixelShuffle(2) (-> half the channels), IN, ReLU]
   (instead of StarGAN's transposed convolutions, which leave checkerboard artefacts);
+  extension ``upsample="resize"``: [nearest-neighbour x2, conv3x3 to half the channels, IN,
+  ReLU] instead (resize-convolution, Odena et al. 2016): a flat feature map stays flat,
+  where PixelShuffle's four sub-pixel phases give it a period-2 pattern unless their filters
+  are learnt equal (docs/training.md);
 * conv7x7 (-> 1), tanh.
 
 The output of the FIRST upsampling block (128 channels at H/2 for the paper's widths) is the
@@ -41,6 +45,7 @@ import torch
 from torch import nn
 
 OUTPUTS = ("direct", "residual", "filter_residual")
+UPSAMPLES = ("pixelshuffle", "resize")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class GeneratorConfig:
     n_res: int = 6
     output: str = "direct"  # direct (the paper) | residual | filter_residual (extensions)
     highpass_px: float = 0.0  # sigma of the Gaussian the correction is high-passed by; 0: off
+    upsample: str = "pixelshuffle"  # pixelshuffle (the paper) | resize (extension)
 
     def to_dict(self) -> dict[str, Any]:
         """The arguments; the paper's generator is written exactly as before the variants
@@ -60,6 +66,8 @@ class GeneratorConfig:
         d: dict[str, Any] = asdict(self)
         if self.output == "direct" and not self.highpass_px:
             del d["output"], d["highpass_px"]
+        if self.upsample == "pixelshuffle":
+            del d["upsample"]
         return d
 
     @classmethod
@@ -71,6 +79,8 @@ class GeneratorConfig:
             extra["output"] = str(data["output"])
         if "highpass_px" in data:
             extra["highpass_px"] = float(data["highpass_px"])
+        if "upsample" in data:
+            extra["upsample"] = str(data["upsample"])
         unknown = set(data) - set(ints) - set(extra)
         if unknown:
             raise ValueError(f"unknown generator arguments: {', '.join(sorted(unknown))}")
@@ -82,6 +92,9 @@ class GeneratorConfig:
                              f"{', '.join(OUTPUTS)}; a newer kernelconv may know it)")
         if cfg.highpass_px < 0 or (cfg.highpass_px and cfg.output == "direct"):
             raise ValueError("highpass_px needs a residual output and must be >= 0")
+        if cfg.upsample not in UPSAMPLES:
+            raise ValueError(f"unknown generator upsampling {cfg.upsample!r} (known: "
+                             f"{', '.join(UPSAMPLES)}; a newer kernelconv may know it)")
         return cfg
 
     @property
@@ -129,6 +142,20 @@ class UpBlock(nn.Module):
         return self.act(self.norm(self.shuffle(self.conv(x))))
 
 
+class ResizeUpBlock(nn.Module):
+    """Extension: nearest-neighbour x2, conv3x3 to half the input channels, IN, ReLU."""
+
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv = nn.Conv2d(ch, ch // 2, 3, 1, 1, bias=False)
+        self.norm = _norm(ch // 2)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(self.up(x))))
+
+
 class HighPass(nn.Module):
     """x - Gaussian(x), a depthwise separable blur with reflect padding (sigma in pixels)."""
 
@@ -174,8 +201,9 @@ class Generator(nn.Module):
         self.encoder = nn.Sequential(*layers)
         self.trunk = nn.Sequential(*[ResidualBlock(ch) for _ in range(cfg.n_res)])
         ups: list[nn.Module] = []
+        block = ResizeUpBlock if cfg.upsample == "resize" else UpBlock
         for _ in range(cfg.n_down):
-            ups.append(UpBlock(ch))
+            ups.append(block(ch))
             ch //= 2
         self.decoder = nn.ModuleList(ups)
         if cfg.output == "direct":

@@ -51,6 +51,9 @@ class TrainConfig:
     #: filter_residual: HU-preserving, kernelconv/nets/generator.py) and its high-pass sigma
     g_output: str = "direct"
     g_highpass_px: float = 0.0
+    #: pixelshuffle (the paper) | resize (extension: nearest x2 + conv3x3 in the generator's
+    #: upsampling, no period-2 pattern; kernelconv/nets/generator.py)
+    g_upsample: str = "pixelshuffle"
     d_conv_dim: int = 32
     d_layers: int = 7
     #: all (the paper) | no_heads | none (extensions; kernelconv/nets/discriminator.py)
@@ -99,6 +102,8 @@ class TrainConfig:
             raise UsageError(f"{origin}: g_output must be direct, residual or filter_residual")
         if cfg.g_highpass_px < 0 or (cfg.g_highpass_px and cfg.g_output == "direct"):
             raise UsageError(f"{origin}: g_highpass_px needs a residual g_output and is >= 0")
+        if cfg.g_upsample not in ("pixelshuffle", "resize"):
+            raise UsageError(f"{origin}: g_upsample must be pixelshuffle or resize")
         if cfg.amp not in ("none", "bf16", "fp16"):
             raise UsageError(f"{origin}: amp must be none, bf16 or fp16")
         if cfg.g_warmup_iters and not cfg.paired:

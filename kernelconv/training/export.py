@@ -121,6 +121,8 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
 def _unpaired_extensions(cfg: dict[str, Any]) -> str:
     """The departures from the paper's adversarial recipe a run used, for its provenance."""
     ext = []
+    if cfg.get("g_upsample", "pixelshuffle") != "pixelshuffle":
+        ext.append(f"generator upsampling '{cfg.get('g_upsample')}'")
     if cfg.get("d_spectral_norm", "all") != "all":
         ext.append(f"discriminator spectral norm '{cfg.get('d_spectral_norm')}'")
     if cfg.get("d_highpass_gain"):

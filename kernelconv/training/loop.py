@@ -113,7 +113,8 @@ def train(
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     gcfg = GeneratorConfig(c_dim=len(cfg.domains), conv_dim=cfg.g_conv_dim, n_res=cfg.g_repeat,
-                           output=cfg.g_output, highpass_px=cfg.g_highpass_px)
+                           output=cfg.g_output, highpass_px=cfg.g_highpass_px,
+                           upsample=cfg.g_upsample)
     dcfg = DiscriminatorConfig(c_dim=len(cfg.domains), conv_dim=cfg.d_conv_dim,
                                n_layers=cfg.d_layers, spectral_norm=cfg.d_spectral_norm,
                                highpass_gain=cfg.d_highpass_gain,

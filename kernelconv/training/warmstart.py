@@ -59,7 +59,7 @@ def _generator_settings(arch: dict[str, Any]) -> dict[str, Any]:
 
     g = GeneratorConfig.from_dict(arch)
     return {"g_conv_dim": g.conv_dim, "g_repeat": g.n_res, "g_output": g.output,
-            "g_highpass_px": g.highpass_px}
+            "g_highpass_px": g.highpass_px, "g_upsample": g.upsample}
 
 
 def adopt_settings(cfg: TrainConfig, source: InitSource, explicit: set[str]) -> dict[str, Any]:
