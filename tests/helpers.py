@@ -40,7 +40,8 @@ def ct5n_dir() -> Path:
 
 
 def make_tiny_model(path: Path, seed: int = 0, name: str = "tiny", output: str = "residual",
-                    highpass_px: float = 4.0, head_scale: float | None = 0.001) -> Path:
+                    highpass_px: float = 4.0, head_scale: float | None = 0.001,
+                    upsample: str = "pixelshuffle") -> Path:
     """A small model file with random weights (conv_dim 8, one residual block).
 
     By default the HU-preserving residual variant, whose zero-started last convolution gets
@@ -50,7 +51,7 @@ def make_tiny_model(path: Path, seed: int = 0, name: str = "tiny", output: str =
     output fails the check."""
     torch.manual_seed(seed)
     gen = Generator(GeneratorConfig(c_dim=3, conv_dim=8, n_down=2, n_res=1, output=output,
-                                    highpass_px=highpass_px))
+                                    highpass_px=highpass_px, upsample=upsample))
     if head_scale is not None and output != "direct":
         with torch.no_grad():
             gen.head[0].weight.normal_(0.0, head_scale)

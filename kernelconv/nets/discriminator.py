@@ -16,6 +16,13 @@ original StarGAN's WGAN-GP discriminator; the gradient penalty still bounds it).
 every layer, activations shrink about twofold per stride-2 layer at initialisation, and the
 domain head of a reduced-width discriminator starts, and on a CPU budget stays, at chance
 (docs/training.md, "Unpaired training that learns").
+
+Extension (``antialias``, default off = the paper): each encoder step is conv4x4 stride 1,
+LeakyReLU, then a [1 2 1] x [1 2 1] / 16 blur sampled at stride 2 (anti-aliased downsampling,
+Zhang 2019). A stride-2 convolution aliases a period-2 pattern to a constant whose sign is the
+pattern's phase, a cheap knob by which unpaired generators here steered the domain classifier
+(docs/training.md); the blurred step reads the pattern as texture, whatever its phase. It costs
+about four times the encoder's arithmetic.
 """
 
 from __future__ import annotations
@@ -37,19 +44,27 @@ class DiscriminatorConfig:
     feature_channels: int = 128
     spectral_norm: str = "all"  # all (the paper) | no_heads | none (extensions)
     highpass_gain: int = 0  # extension: also see gain x (x - its 3 x 3 local mean); 0: off
+    #: extension: every stride-2 encoder convolution becomes conv (stride 1), activation,
+    #: then a [1 2 1] x [1 2 1] / 16 blur sampled at stride 2 (anti-aliased downsampling,
+    #: Zhang 2019); False: the paper's conv4x4 stride 2
+    antialias: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = asdict(self)
-        for key, paper in (("spectral_norm", "all"), ("highpass_gain", 0)):
+        for key, paper in (("spectral_norm", "all"), ("highpass_gain", 0),
+                           ("antialias", False)):
             if d[key] == paper:  # written as before the switch existed
                 del d[key]
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
-        args: dict[str, Any] = {k: (str(v) if k == "spectral_norm" else int(v))
-                                for k, v in data.items()}
-        return cls(**args)
+        def value(key: str, v: Any) -> Any:
+            if key == "spectral_norm":
+                return str(v)
+            return bool(v) if key == "antialias" else int(v)
+
+        return cls(**{k: value(k, v) for k, v in data.items()})
 
     def widths(self) -> list[int]:
         return [min(self.conv_dim * (1 << i), self.max_dim) for i in range(self.n_layers)]
@@ -64,6 +79,33 @@ def _plain(module: nn.Conv2d) -> nn.Conv2d:
 
 def _act() -> nn.LeakyReLU:
     return nn.LeakyReLU(0.01, inplace=True)
+
+
+class BlurDown(nn.Module):
+    """[1 2 1] x [1 2 1] / 16 per channel, sampled at stride 2 (reflect padding). Its response
+    is zero at the Nyquist frequency, so a period-2 pattern cannot alias to a constant."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (taps[:, None] * taps[None, :]) / 16.0
+        self.channels = channels
+        self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).clone(),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel: torch.Tensor = self.kernel  # type: ignore[assignment]
+        y = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+        return nn.functional.conv2d(y, kernel.to(x.dtype), stride=2, groups=self.channels)
+
+
+def _down(prev: int, width: int, norm: Any, antialias: bool) -> nn.Sequential:
+    """One encoder step to half the size: the paper's conv4x4 stride 2 + LeakyReLU, or the
+    anti-aliased conv4x4 stride 1 + LeakyReLU + BlurDown (extension)."""
+    if not antialias:
+        return nn.Sequential(norm(nn.Conv2d(prev, width, 4, 2, 1)), _act())
+    return nn.Sequential(nn.ZeroPad2d((1, 2, 1, 2)), norm(nn.Conv2d(prev, width, 4, 1, 0)),
+                         _act(), BlurDown(width))
 
 
 class Discriminator(nn.Module):
@@ -81,7 +123,7 @@ class Discriminator(nn.Module):
         self.encoder = nn.ModuleList()
         prev = 2 if cfg.highpass_gain else 1
         for w in widths:
-            self.encoder.append(nn.Sequential(body(nn.Conv2d(prev, w, 4, 2, 1)), _act()))
+            self.encoder.append(_down(prev, w, body, cfg.antialias))
             prev = w
         deepest = widths[-1]
         self.patch_head = head(nn.Conv2d(deepest, 1, 3, 1, 1, bias=False))

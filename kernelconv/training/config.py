@@ -62,6 +62,10 @@ class TrainConfig:
     #: kernel's noise and edges, which its domain head otherwise never learns to read on a
     #: CPU budget (docs/training.md); 0: off (the paper)
     d_highpass_gain: int = 0
+    #: extension: anti-aliased downsampling in the discriminator's encoder (conv stride 1,
+    #: activation, [1 2 1]^2 blur at stride 2), so a generator cannot steer it with a
+    #: period-2 grid that a stride-2 convolution aliases to a constant; False: the paper
+    d_antialias: bool = False
     #: extension: the first N iterations train only D's domain classifier on real slices
     #: (no generator update), so the generator's classification loss carries a kernel
     #: signal from its first step; 0: off (the paper)

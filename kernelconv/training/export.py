@@ -125,6 +125,8 @@ def _unpaired_extensions(cfg: dict[str, Any]) -> str:
         ext.append(f"generator upsampling '{cfg.get('g_upsample')}'")
     if cfg.get("d_spectral_norm", "all") != "all":
         ext.append(f"discriminator spectral norm '{cfg.get('d_spectral_norm')}'")
+    if cfg.get("d_antialias"):
+        ext.append("anti-aliased discriminator downsampling")
     if cfg.get("d_highpass_gain"):
         ext.append(f"discriminator high-pass input x{cfg.get('d_highpass_gain')}")
     if cfg.get("target_sampling") == "other":

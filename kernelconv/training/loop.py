@@ -118,6 +118,7 @@ def train(
     dcfg = DiscriminatorConfig(c_dim=len(cfg.domains), conv_dim=cfg.d_conv_dim,
                                n_layers=cfg.d_layers, spectral_norm=cfg.d_spectral_norm,
                                highpass_gain=cfg.d_highpass_gain,
+                               antialias=cfg.d_antialias,
                                feature_channels=gcfg.conv_dim * (1 << gcfg.n_down) // 2)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     gen, disc = Generator(gcfg).to(dev), Discriminator(dcfg).to(dev)
