@@ -431,7 +431,8 @@ def test_discriminator_classifier_warmup_trains_only_its_domain_head_then_the_re
     recipe; the export names the warm-up and every unpaired extension the run used."""
     cfg = _config(tmp_path, d_cls_warmup_iters=3, ckpt_every=3, target_sampling="other",
                   one_kernel_per_scan=True, d_highpass_gain=50, d_spectral_norm="no_heads",
-                  g_output="residual", g_highpass_px=3.0, g_upsample="resize")
+                  g_output="residual", g_highpass_px=3.0, g_upsample="resize",
+                  d_antialias=True)
     code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
                             "--iters", "3"], capsys)
     assert code == 0, err
@@ -454,7 +455,8 @@ def test_discriminator_classifier_warmup_trains_only_its_domain_head_then_the_re
     method = info.provenance["method"]
     assert "2 adversarial iterations, after 3 discriminator-classifier warm-up" in method
     for word in ("high-pass input x50", "spectral norm 'no_heads'", "always another kernel",
-                 "one kernel per scan", "generator upsampling 'resize'"):
+                 "one kernel per scan", "generator upsampling 'resize'",
+                 "anti-aliased discriminator downsampling"):
         assert word in method, method
     both = _config(tmp_path, d_cls_warmup_iters=3, g_warmup_iters=3, paired=True)
     code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "both", "--config",
