@@ -55,13 +55,14 @@ def main() -> None:
         slices[k] = decode_hu(ds, fs[i])[1][0].astype(np.float32)
         px = float(ds.PixelSpacing[0])
     src, tgt = slices[args.source], slices[args.target]
-    engine = TorchEngine(resolve_model(args.model), "cpu")
+    model = resolve_model(args.model)
+    engine = TorchEngine(model, "cpu")
     out = engine.convert(src[None], args.source, args.target, px)[0]
     change, truth = out - src, tgt - src
     print(f"change SD {change.std():.1f} HU (true change {truth.std():.1f} HU); "
           f"period-2 power fraction {grid_fraction(change):.3f} "
           f"(true change {grid_fraction(truth):.3f})")
-    if read_info(resolve_model(args.model)).arch_args.get("output") == "filter_residual":
+    if read_info(model).arch_args.get("output") == "filter_residual":
         # the network's own part: what it adds to the MTF-ratio filter it starts from
         base = FilterEngine(noise_limit=False).convert(src[None], args.source, args.target,
                                                        px)[0]

@@ -59,12 +59,8 @@ class DiscriminatorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
-        def value(key: str, v: Any) -> Any:
-            if key == "spectral_norm":
-                return str(v)
-            return bool(v) if key == "antialias" else int(v)
-
-        return cls(**{k: value(k, v) for k, v in data.items()})
+        casts: dict[str, Any] = {"spectral_norm": str, "antialias": bool}  # the rest: int
+        return cls(**{k: casts.get(k, int)(v) for k, v in data.items()})
 
     def widths(self) -> list[int]:
         return [min(self.conv_dim * (1 << i), self.max_dim) for i in range(self.n_layers)]
