@@ -1,0 +1,36 @@
+"""The oracle texture bound of benchmarks/texture_eval.py draws noise with the NPS it is given."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from texture_eval import MissingNoise  # noqa: E402
+
+from kernelconv.evaluation.evaluate import radial_nps  # noqa: E402
+
+
+class _Flat:
+    def convert(self, hu: np.ndarray, source: str, target: str, pixel_mm: float) -> np.ndarray:
+        return np.asarray(hu, dtype=np.float32)
+
+
+def test_missing_noise_has_the_requested_nps_inside_the_body_only() -> None:
+    px = 0.7
+    freq = np.arange(0.0, 5.0 / px, 0.1)
+    wanted = 400.0 * np.exp(-(((freq - 4.0) / 1.5) ** 2))  # a band-pass NPS, HU^2 mm^2
+    engine = MissingNoise(_Flat(), {"B30f -> B70f": (freq, wanted)}, seed=3)
+    image = np.full((4, 256, 256), 40.0, dtype=np.float32)
+    image[:, :, :32] = -1024.0  # air: left untouched
+    out = engine.convert(image, "B30f", "B70f", px)
+    assert np.all(out[:, :, :24] == -1024.0)
+    body = np.zeros((256, 256), bool)
+    body[:, 48:] = True
+    got = np.nanmean([radial_nps(sl - 40.0, body, px, freq) for sl in out], axis=0)
+    band = (freq > 2.5) & (freq < 5.5)
+    assert np.allclose(got[band], wanted[band], rtol=0.25)
+    assert got[freq < 1.0].max() < 0.05 * wanted.max()
