@@ -150,6 +150,33 @@ def test_validation_and_tensorboard_logs(sim: Path, tmp_path: Path, capsys) -> N
     assert events and events[0].stat().st_size > 100
 
 
+def test_keep_best_keeps_the_validation_peak(sim: Path, tmp_path: Path, capsys) -> None:
+    from kernelconv.modelfile import read_info
+    from kernelconv.training.checkpoint import latest_checkpoint, read_checkpoint, validation_score
+
+    cfg = _config(tmp_path, keep_best=True, val_every=1, val_slices=1)
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "5", "--val", sim], capsys)
+    assert code == 0, err
+    lines = [json.loads(x) for x in (tmp_path / "run" / "validation.jsonl").read_text()
+             .splitlines()]
+    assert [x["iteration"] for x in lines] == [1, 2, 3, 4, 5]
+    scores = [validation_score(x) for x in lines]
+    assert len(set(scores)) > 1  # the untrained generator's score moves between iterations
+    peak = lines[scores.index(max(scores))]["iteration"]
+    best = read_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert best["iteration"] == peak and best["val_score"] == pytest.approx(max(scores))
+    assert latest_checkpoint(tmp_path / "run").name == "ckpt-00000005.pt"  # resume ignores it
+    code, _, err = run_cli(["export", tmp_path / "run" / "checkpoints" / "best.pt", "--name",
+                            "peak", "--models-dir", tmp_path / "models"], capsys)
+    assert code == 0, err
+    info = read_info(tmp_path / "models" / "peak.safetensors")
+    assert info.provenance["checkpoint"] == "best.pt" and info.provenance["iterations"] == peak
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "noval", "--config", cfg,
+                            "--iters", "2"], capsys)
+    assert code == 2 and "keep_best needs paired validation data" in err
+
+
 def test_resume_continues_the_same_run(sim: Path, tmp_path: Path, capsys) -> None:
     cfg = _config(tmp_path)
     assert run_cli(["train", "--data", sim, "--out", tmp_path / "a", "--config", cfg,

@@ -26,7 +26,8 @@ from kernelconv.training.data import SliceSampler
 
 # settings that do not change what the networks are trained with (a run extended with more
 # iterations, or checkpointed more often, is still one phase)
-_BOOKKEEPING = ("iters", "ckpt_every", "val_every", "val_slices", "keep_ckpts", "log_every",
+_BOOKKEEPING = ("iters", "ckpt_every", "val_every", "val_slices", "keep_ckpts", "keep_best",
+                "log_every",
                 "compile", "init")
 
 
@@ -89,8 +90,11 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
                      opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                      sampler: SliceSampler, it: int, wall: float, rank: int, world: int,
                      index: dict[str, Any], phases: list[dict[str, Any]],
-                     patch_rng: torch.Generator) -> Path | None:
-    """Every rank contributes its RNG states; rank 0 writes atomically and prunes old ones."""
+                     patch_rng: torch.Generator, best_score: float | None = None) -> Path | None:
+    """Every rank contributes its RNG states; rank 0 writes atomically and prunes old ones.
+
+    With ``best_score`` the checkpoint is written as ``best.pt`` instead (the validation score
+    it reached is stored with it; never pruned, never what --resume picks)."""
     torch_states = _gather(torch.get_rng_state(), world)
     sampler_states = _gather(sampler.rng.bit_generator.state, world)
     patch_states = _gather(patch_rng.get_state(), world)
@@ -98,7 +102,7 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
         return None
     folder = run_dir / "checkpoints"
     folder.mkdir(exist_ok=True)
-    path = folder / f"ckpt-{it:08d}.pt"
+    path = folder / ("best.pt" if best_score is not None else f"ckpt-{it:08d}.pt")
     state = {
         "kernelconv": __version__, "iteration": it, "wall_seconds": wall,
         "config": asdict(cfg), "phases": phases,
@@ -109,9 +113,27 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
         "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
         "rng": {"torch": torch_states, "sampler": sampler_states, "patch": patch_states},
     }
+    if best_score is not None:
+        state["val_score"] = best_score
     with atomic_path(path) as part:
         torch.save(state, part)
+    if best_score is not None:
+        return path
     for old in sorted(folder.glob("ckpt-*.pt"))[:-cfg.keep_ckpts]:
         old.unlink()
     return path
 
+
+
+def best_score(run_dir: Path) -> float | None:
+    """The validation score of the run's best.pt (None: no best checkpoint yet)."""
+    path = run_dir / "checkpoints" / "best.pt"
+    if not path.exists():
+        return None
+    return float(read_checkpoint(path, required=("val_score",))["val_score"])
+
+
+def validation_score(scores: dict[str, float]) -> float:
+    """What ``keep_best`` maximises: the mean validation PSNR over all directions."""
+    values = [v for k, v in scores.items() if k.endswith("/psnr")]
+    return float(sum(values) / len(values)) if values else float("-inf")

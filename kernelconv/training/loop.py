@@ -32,12 +32,14 @@ from kernelconv.errors import UsageError
 from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig
 from kernelconv.nets.generator import Generator, GeneratorConfig
 from kernelconv.training.checkpoint import (
+    best_score,
     latest_checkpoint,
     load_states,
     read_checkpoint,
     same_training,
     save_checkpoint,
     training_phases,
+    validation_score,
 )
 from kernelconv.training.config import TrainConfig
 from kernelconv.training.data import SliceSampler, build_cache
@@ -174,6 +176,9 @@ def train(
 
         validation = PairedValidation(val_dir, cfg.domains, cfg.kernel_map, cfg.val_slices)
     val_every = cfg.val_every or cfg.ckpt_every
+    if cfg.keep_best and val_dir is None:
+        raise UsageError("keep_best needs paired validation data (--val)")
+    best = best_score(run_dir) if cfg.keep_best and rank == 0 else None
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
 
@@ -235,8 +240,12 @@ def train(
             window_stats.append(stats)
         if rank == 0:
             on_progress(done, cfg.iters, stats)
-        if validation is not None and (done % val_every == 0 or done == cfg.iters):
+        val_now = val_dir is not None and (done % val_every == 0 or done == cfg.iters)
+        improved, score = False, 0.0
+        if validation is not None and val_now:
             scores = validation.run(gen, dev)
+            score = validation_score(scores)
+            improved = cfg.keep_best and (best is None or score > best)
             with open(run_dir / "validation.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"iteration": done, **scores}) + "\n")
             if writer is not None:
@@ -244,6 +253,11 @@ def train(
                     writer.add_scalar(k, v, done)
                 for name, img in validation.samples.items():
                     writer.add_image(f"sample/{name}", img[None], done, dataformats="CHW")
+        if cfg.keep_best and val_now and _agree(improved, world):
+            best = score
+            save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler, done,
+                            wall + time.perf_counter() - t0, rank, world, index, phases,
+                            loss.patch_rng, best_score=score)
         out_of_time = _agree(max_seconds is not None
                              and time.perf_counter() - t0 >= max_seconds, world)
         if done % cfg.ckpt_every == 0 or done == cfg.iters or out_of_time:
