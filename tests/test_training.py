@@ -154,7 +154,7 @@ def test_keep_best_keeps_the_validation_peak(sim: Path, tmp_path: Path, capsys) 
     from kernelconv.modelfile import read_info
     from kernelconv.training.checkpoint import latest_checkpoint, read_checkpoint, validation_score
 
-    cfg = _config(tmp_path, keep_best=True, val_every=1, val_slices=1)
+    cfg = _config(tmp_path, keep_best=True, val_every=1, val_slices=1, d_cls_warmup_iters=2)
     code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
                             "--iters", "5", "--val", sim], capsys)
     assert code == 0, err
@@ -162,8 +162,11 @@ def test_keep_best_keeps_the_validation_peak(sim: Path, tmp_path: Path, capsys) 
              .splitlines()]
     assert [x["iteration"] for x in lines] == [1, 2, 3, 4, 5]
     scores = [validation_score(x) for x in lines]
-    assert len(set(scores)) > 1  # the untrained generator's score moves between iterations
-    peak = lines[scores.index(max(scores))]["iteration"]
+    assert scores[0] == scores[1]  # the D warm-up leaves the generator as it was
+    assert len(set(scores[2:])) > 1  # then its score moves between iterations
+    # only checkpoints after the generator's first update are candidates
+    peak = lines[2 + scores[2:].index(max(scores[2:]))]["iteration"]
+    assert peak > 2
     best = read_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")
     assert best["iteration"] == peak and best["val_score"] == pytest.approx(max(scores))
     assert latest_checkpoint(tmp_path / "run").name == "ckpt-00000005.pt"  # resume ignores it

@@ -76,7 +76,8 @@ class TrainConfig:
     val_slices: int = 4
     keep_ckpts: int = 3
     #: extension: also keep checkpoints/best.pt, the checkpoint at the validation with the
-    #: highest mean PSNR over all directions (needs --val); unpaired runs peak and regress
+    #: highest mean PSNR over all directions (needs --val) after the generator's first update
+    #: (validations inside the D warm-up are no candidates); unpaired runs peak and regress
     keep_best: bool = False
     log_every: int = 50
     amp: str = "none"  # none | bf16 | fp16 (CUDA only)

@@ -245,7 +245,10 @@ def train(
         if validation is not None and val_now:
             scores = validation.run(gen, dev)
             score = validation_score(scores)
-            improved = cfg.keep_best and (best is None or score > best)
+            # a checkpoint whose generator was never updated (the D warm-up) is no candidate:
+            # it is the untrained start, and mean PSNR favours the identity soft -> sharp
+            improved = (cfg.keep_best and done > cfg.d_cls_warmup_iters
+                        and (best is None or score > best))
             with open(run_dir / "validation.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"iteration": done, **scores}) + "\n")
             if writer is not None:
