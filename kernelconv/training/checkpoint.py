@@ -27,8 +27,7 @@ from kernelconv.training.data import SliceSampler
 # settings that do not change what the networks are trained with (a run extended with more
 # iterations, or checkpointed more often, is still one phase)
 _BOOKKEEPING = ("iters", "ckpt_every", "val_every", "val_slices", "keep_ckpts", "keep_best",
-                "log_every",
-                "compile", "init")
+                "log_every", "compile", "init")
 
 
 def training_phases(state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -122,7 +121,6 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
     for old in sorted(folder.glob("ckpt-*.pt"))[:-cfg.keep_ckpts]:
         old.unlink()
     return path
-
 
 
 def best_score(run_dir: Path) -> float | None:

@@ -104,6 +104,8 @@ def train(
     dev = torch.device(device)
     if cfg.amp != "none" and dev.type != "cuda":
         raise UsageError("--amp needs a CUDA device; the CPU trains in fp32")
+    if cfg.keep_best and val_dir is None:
+        raise UsageError("keep_best needs paired validation data (--val)")
     run_dir.mkdir(parents=True, exist_ok=True)
     cache = run_dir / "cache"
     if rank == 0:
@@ -176,8 +178,6 @@ def train(
 
         validation = PairedValidation(val_dir, cfg.domains, cfg.kernel_map, cfg.val_slices)
     val_every = cfg.val_every or cfg.ckpt_every
-    if cfg.keep_best and val_dir is None:
-        raise UsageError("keep_best needs paired validation data (--val)")
     best = best_score(run_dir) if cfg.keep_best and rank == 0 else None
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
