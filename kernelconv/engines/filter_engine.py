@@ -41,6 +41,7 @@ reconstructions, which needs neither the Wiener term nor the noise limit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -113,24 +114,25 @@ class FilterEngine:
                 h = np.where(f > f_end, fitted[-1, 1] * ratio /
                              self._window_ratio(source, target, np.array([f_end]))[0], h)
             return h
-        ws = self.table[source].window(f_lpcm)
-        wt = self.table[target].window(f_lpcm)
-        if lam is None:
-            lam = self.soft_to_sharp_lambda if self.sharper(source, target) else \
-                SHARP_TO_SOFT_LAMBDA
-        return wt * ws / (ws * ws + lam * (f_lpcm / 10.0) ** 2)
+        return regularised_ratio(self.table[source].window(f_lpcm),
+                                 self.table[target].window(f_lpcm), f_lpcm,
+                                 self.default_lambda(source, target) if lam is None else lam)
+
+    def default_lambda(self, source: str, target: str) -> float:
+        """The Wiener lambda of a kernel pair before any noise limit: tiny sharp -> soft, the
+        configured one soft -> sharp."""
+        return self.soft_to_sharp_lambda if self.sharper(source, target) else \
+            SHARP_TO_SOFT_LAMBDA
 
     def grid_transfer(self, source: str, target: str, shape: tuple[int, ...],
                       pixel_mm: float, lam: float | None = None) -> np.ndarray:
         """H on the rfft2 grid of ``shape``; computed once per (kernels, size, spacing, lambda)."""
         key = (source, target, shape, pixel_mm, -1.0 if lam is None else lam)
         if key not in self._grids:
-            fy = np.fft.fftfreq(shape[0], d=pixel_mm)
-            fx = np.fft.rfftfreq(shape[1], d=pixel_mm)
-            f = np.hypot(fy[:, None], fx[None, :]) * 10.0  # lp/cm
             if len(self._grids) > 64:
                 self._grids.clear()
-            self._grids[key] = self.transfer(source, target, f, lam)[None]
+            self._grids[key] = self.transfer(source, target, frequency_grid(shape, pixel_mm),
+                                             lam)[None]
         return self._grids[key]
 
     def limited_lambda(self, hu: np.ndarray, source: str, target: str,
@@ -192,13 +194,16 @@ class FilterEngine:
         return np.where(padding, hu, y).astype(np.float32)
 
     def convert_torch(self, x: Any, sources: list[str], targets: list[str],
-                      pixel_mm: list[float]) -> Any:
+                      pixel_mm: list[float], windows: WindowFn | None = None) -> Any:
         """The same conversion on a torch tensor (B, 1, H, W), differentiable (training).
 
         Works on HU or on the network's [-1, 1] scale alike: the filter is linear with
         H(0) = 1, so it commutes with the affine HU <-> unit map. Item i goes from
         ``sources[i]`` to ``targets[i]`` at ``pixel_mm[i]``; padding and transfer are exactly
-        those of :meth:`convert`.
+        those of :meth:`convert` (without the noise limit). With ``windows`` (a kernel name
+        and a torch tensor of frequencies in lp/cm -> that kernel's window there, e.g. windows
+        being learnt) the transfer is built from those windows with the same Wiener formula
+        and lambdas, and is differentiable in them.
         """
         import torch
 
@@ -209,13 +214,37 @@ class FilterEngine:
         groups: dict[tuple[str, str, float], list[int]] = {}
         for i in range(b):
             groups.setdefault((sources[i], targets[i], float(pixel_mm[i])), []).append(i)
+        shape = tuple(xp.shape[-2:])
         for (src, dst, px), ids in groups.items():
             sel = xp[ids]
             if src == dst:
                 out[ids] = sel[..., pad:pad + h, pad:pad + w]
                 continue
-            grid = torch.from_numpy(self.grid_transfer(src, dst, tuple(xp.shape[-2:]), px))
-            spec = torch.fft.rfft2(sel.double()) * grid.to(x.device)
-            y = torch.fft.irfft2(spec, s=tuple(xp.shape[-2:]))[..., pad:pad + h, pad:pad + w]
+            if windows is None:
+                grid = torch.from_numpy(self.grid_transfer(src, dst, shape, px)).to(x.device)
+            else:
+                f = torch.from_numpy(frequency_grid(shape, px)).to(x.device)
+                grid = regularised_ratio(windows(src, f), windows(dst, f), f,
+                                         self.default_lambda(src, dst))[None].double()
+            spec = torch.fft.rfft2(sel.double()) * grid
+            y = torch.fft.irfft2(spec, s=shape)[..., pad:pad + h, pad:pad + w]
             out[ids] = y.to(x.dtype)
         return out
+
+
+#: (kernel name, frequencies in lp/cm as a torch tensor) -> the kernel's window there
+WindowFn = Callable[[str, Any], Any]
+
+
+def regularised_ratio(w_source: Any, w_target: Any, f_lpcm: Any, lam: float) -> Any:
+    """The filter's transfer from the two windows (numpy arrays or torch tensors alike):
+    W_t W_s / (W_s^2 + lambda (f / 10 lp/cm)^2), so H(0) = 1 and the regularisation grows
+    with frequency as the noise-to-signal ratio does."""
+    return w_target * w_source / (w_source * w_source + lam * (f_lpcm / 10.0) ** 2)
+
+
+def frequency_grid(shape: tuple[int, ...], pixel_mm: float) -> np.ndarray:
+    """Radial spatial frequency (lp/cm) on the rfft2 grid of an image of ``shape``."""
+    fy = np.fft.fftfreq(shape[0], d=pixel_mm)
+    fx = np.fft.rfftfreq(shape[1], d=pixel_mm)
+    return np.hypot(fy[:, None], fx[None, :]) * 10.0

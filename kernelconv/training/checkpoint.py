@@ -41,8 +41,11 @@ def training_phases(state: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def same_training(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return {k: v for k, v in a.items() if k not in _BOOKKEEPING} == \
-        {k: v for k, v in b.items() if k not in _BOOKKEEPING}
+    """Whether two settings train the same way; a setting one of them predates (a checkpoint
+    written before it existed) counts as its default."""
+    defaults = asdict(TrainConfig())
+    return {k: v for k, v in {**defaults, **a}.items() if k not in _BOOKKEEPING} == \
+        {k: v for k, v in {**defaults, **b}.items() if k not in _BOOKKEEPING}
 
 
 def read_checkpoint(path: Path, map_location: Any = "cpu",
@@ -89,9 +92,11 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
                      opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
                      sampler: SliceSampler, it: int, wall: float, rank: int, world: int,
                      index: dict[str, Any], phases: list[dict[str, Any]],
-                     patch_rng: torch.Generator, best_score: float | None = None) -> Path | None:
+                     patch_rng: torch.Generator, best_score: float | None = None,
+                     base: torch.nn.Module | None = None) -> Path | None:
     """Every rank contributes its RNG states; rank 0 writes atomically and prunes old ones.
 
+    ``base``: the learnt kernel windows of a ``g_base: learned`` run, saved with the networks.
     With ``best_score`` the checkpoint is written as ``best.pt`` instead (the validation score
     it reached is stored with it; never pruned, never what --resume picks)."""
     torch_states = _gather(torch.get_rng_state(), world)
@@ -112,6 +117,8 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
         "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
         "rng": {"torch": torch_states, "sampler": sampler_states, "patch": patch_states},
     }
+    if base is not None:  # learnt kernel windows (g_base learned)
+        state["base"] = base.state_dict()
     if best_score is not None:
         state["val_score"] = best_score
     with atomic_path(path) as part:

@@ -91,6 +91,15 @@ class TrainConfig:
     #: extension: JSON kernel table (e.g. `kernelconv calibrate`'s) for the filter_residual
     #: base filter of domains the built-in table lacks or describes worse
     kernel_table: str | None = None
+    #: extension (filter_residual only): where the base filter's kernel windows come from:
+    #: "table" (the kernel response table, the classical filter) or "learned" (one window per
+    #: kernel, trained with the generator on unpaired data; kernelconv/training/
+    #: learned_windows.py), starting flat ("identity": nothing about the kernels is given) or
+    #: at the table's ("table"), with its own Adam learning rate and a smoothness weight
+    g_base: str = "table"
+    g_base_init: str = "identity"
+    lr_base: float = 1e-2
+    base_smooth: float = 1.0
 
     @staticmethod
     def read_file(path: Path) -> dict[str, Any]:
@@ -136,6 +145,14 @@ class TrainConfig:
         if cfg.init_domains and set(cfg.init_domains) != set(cfg.domains):
             raise UsageError(f"{origin}: with NEW=OLD kernels every kernel needs its source "
                              "label (e.g. --kernels FC13=B30f,FC51=B70f)")
+        if cfg.g_base not in ("table", "learned"):
+            raise UsageError(f"{origin}: g_base must be table or learned")
+        if cfg.g_base == "learned" and cfg.g_output != "filter_residual":
+            raise UsageError(f"{origin}: g_base learned needs g_output filter_residual")
+        if cfg.g_base_init not in ("identity", "table"):
+            raise UsageError(f"{origin}: g_base_init must be identity or table")
+        if cfg.lr_base < 0 or cfg.base_smooth < 0:
+            raise UsageError(f"{origin}: lr_base and base_smooth must be >= 0")
         multiple = 1 << cfg.d_layers
         if cfg.crop is not None and cfg.crop % multiple:
             raise UsageError(f"{origin}: crop must be a multiple of {multiple}")

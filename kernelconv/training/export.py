@@ -42,7 +42,14 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     }
     arch = dict(state["g_config"])
     responses = []
-    if arch.get("output") == "filter_residual":  # the base filter travels with the model
+    if state.get("base") is not None:  # learnt windows (g_base learned): they are the filter
+        from kernelconv.training.learned_windows import LearnedWindows
+
+        windows = LearnedWindows.from_state(domains, table, state["base"])
+        responses = windows.responses_json(
+            table, f"learnt from unpaired data by kernelconv train (g_base learned, start "
+                   f"{cfg.get('g_base_init')}, extension), exported as {name}")
+    elif arch.get("output") == "filter_residual":  # the base filter travels with the model
         responses = responses_to_json({d: table[d] for d in domains if d in table})
     info = ModelInfo(name=name, domains=domains, arch_args=arch,
                      domain_sharpness=sharp, provenance=provenance, kernel_responses=responses)
@@ -96,9 +103,14 @@ def describe_training(phases: list[dict[str, Any]], end: int) -> tuple[str, list
     init = phases[0]["config"].get("init") if phases else None
     start = f", starting from {init} (--init, extension)" if init else ""
     output = str(phases[-1]["config"].get("g_output", "direct")) if phases else "direct"
+    last_cfg = phases[-1]["config"] if phases else {}
+    learnt = last_cfg.get("g_base") == "learned"
+    filter_words = ("an MTF-ratio filter whose kernel windows are learnt with it (g_base "
+                    f"learned, starting {last_cfg.get('g_base_init')})" if learnt
+                    else "the MTF-ratio filter's conversion")
     variant = "" if output == "direct" else (
         f"; HU-preserving generator output '{output}' (extension: "
-        + ("the MTF-ratio filter's conversion" if output == "filter_residual" else "the input")
+        + (filter_words if output == "filter_residual" else "the input")
         + f" + a correction high-passed at sigma {phases[-1]['config'].get('g_highpass_px')} px)")
     if not adv_total:
         who = "the paper's generator" if output == "direct" else "the generator"

@@ -130,7 +130,10 @@ def train(
     if dev.type == "cuda":
         gen = gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         disc = disc.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    windows = learned_windows(cfg, index, dev) if gcfg.needs_base else None
     opt_g = torch.optim.Adam(gen.parameters(), cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    if windows is not None:  # the learnt kernel windows: their own learning rate
+        opt_g.add_param_group({"params": list(windows.parameters()), "lr": cfg.lr_base})
     opt_d = torch.optim.Adam(disc.parameters(), cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
     sampler = SliceSampler(cache, index, cfg.crop, seed=cfg.seed * 1000 + rank,
                            one_kernel_per_scan=cfg.one_kernel_per_scan)
@@ -148,7 +151,8 @@ def train(
     if ckpt is not None:
         state = read_checkpoint(ckpt, dev, ("G", "D", "opt_g", "opt_d", "iteration", "config"))
         load_states([(gen, state["G"]), (disc, state["D"]), (opt_g, state["opt_g"]),
-                      (opt_d, state["opt_d"])],
+                      (opt_d, state["opt_d"]),
+                      (windows, state.get("base") if windows is not None else None)],
                      f"{ckpt}: trained with other network settings than these (g_conv_dim, "
                      "g_repeat, d_conv_dim, d_layers, kernels); resume with the run's own "
                      "settings")
@@ -164,8 +168,9 @@ def train(
                                               cfg.lambda_reg,
                                               cfg.lambda_paired if cfg.paired else 0.0),
                        cfg.reg, cfg.n_patches, cfg.tau, patch_seed=cfg.seed * 1000 + rank + 7,
-                       base=base_filter(cfg.domains, cfg.kernel_table) if gcfg.needs_base
-                       else None)
+                       base=(windows.convert if windows is not None
+                             else base_filter(cfg.domains, cfg.kernel_table))
+                       if gcfg.needs_base else None)
     if patch_state is not None:
         loss.patch_rng.set_state(patch_state)
     if cfg.compile:
@@ -197,10 +202,11 @@ def train(
     last = None
     done = start
     window_stats: list[dict[str, float]] = []
+    group_lrs = [(g, lr) for opt, lrs in ((opt_g, (cfg.lr_g, cfg.lr_base)), (opt_d, (cfg.lr_d,)))
+                 for g, lr in zip(opt.param_groups, lrs, strict=False)]
     for it in range(start, cfg.iters):
-        for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
-            for group in opt.param_groups:
-                group["lr"] = base * _lr_factor(cfg, it)
+        for group, base_lr in group_lrs:
+            group["lr"] = base_lr * _lr_factor(cfg, it)
         imgs, labels, tgt_imgs, tgt_labels, pixel_mm = sampler.batch(cfg.batch_size, cfg.paired)
         x = torch.from_numpy(imgs).to(dev)
         c_org = torch.from_numpy(labels).to(dev)
@@ -224,6 +230,10 @@ def train(
             if (it + 1) % cfg.n_critic == 0:
                 with autocast():
                     g_loss, g_stats = loss.g_step(x, c_org, c_trg, real_t, pixel_mm)
+                    if windows is not None and cfg.base_smooth > 0:
+                        rough = windows.roughness()
+                        g_loss = g_loss + cfg.base_smooth * rough.float()
+                        g_stats["G/base_rough"] = float(rough.detach())
                 update(opt_g, gen, g_loss)
                 stats.update(g_stats)
         scaler.update()
@@ -243,7 +253,8 @@ def train(
         val_now = val_dir is not None and (done % val_every == 0 or done == cfg.iters)
         improved, score = False, 0.0
         if validation is not None and val_now:
-            scores = validation.run(gen, dev)
+            scores = validation.run(gen, dev, None if windows is None else
+                                    windows.responses_json(windows_table(cfg), "validation"))
             score = validation_score(scores)
             # a checkpoint whose generator was never updated (the D warm-up) is no candidate:
             # it is the untrained start, and mean PSNR favours the identity soft -> sharp
@@ -260,14 +271,14 @@ def train(
             best = score
             save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler, done,
                             wall + time.perf_counter() - t0, rank, world, index, phases,
-                            loss.patch_rng, best_score=score)
+                            loss.patch_rng, best_score=score, base=windows)
         out_of_time = _agree(max_seconds is not None
                              and time.perf_counter() - t0 >= max_seconds, world)
         if done % cfg.ckpt_every == 0 or done == cfg.iters or out_of_time:
             elapsed = wall + time.perf_counter() - t0
             last = save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler,
                                     done, elapsed, rank, world, index, phases,
-                                    loss.patch_rng)
+                                    loss.patch_rng, base=windows)
         if out_of_time:
             break
     if writer is not None:
@@ -289,6 +300,29 @@ def sample_targets(labels: torch.Tensor, n_domains: int, mode: str) -> torch.Ten
         shift = torch.randint(1, n_domains, labels.shape, device="cpu").to(labels.device)
         return (labels + shift) % n_domains
     return torch.randint(0, n_domains, labels.shape, device="cpu").to(labels.device)
+
+
+def windows_table(cfg: TrainConfig) -> Any:
+    """The kernel response table a run's base filter refers to (built-in + its kernel_table)."""
+    from kernelconv.kernel_response import load_response_table
+
+    return load_response_table(Path(cfg.kernel_table) if cfg.kernel_table else None)
+
+
+def learned_windows(cfg: TrainConfig, index: dict[str, Any], dev: torch.device) -> Any:
+    """The learnt kernel windows of a ``g_base: learned`` run (None for the table's filter),
+    with points up to the highest frequency of the training slices."""
+    if cfg.g_base != "learned":
+        return None
+    from kernelconv.training.learned_windows import LearnedWindows, corner_frequency
+
+    finest = min(float(s["pixel_mm"]) for s in index["series"])
+    try:
+        mod = LearnedWindows(cfg.domains, windows_table(cfg), corner_frequency(finest),
+                             cfg.g_base_init)
+    except ValueError as exc:
+        raise UsageError(f"g_base learned: {exc}") from None
+    return mod.to(dev)
 
 
 def base_filter(domains: list[str], kernel_table: str | None = None) -> Any:

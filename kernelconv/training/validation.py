@@ -72,14 +72,18 @@ class PairedValidation:
             for study in self.images]
 
     @torch.no_grad()
-    def run(self, gen: torch.nn.Module, device: torch.device) -> dict[str, float]:
+    def run(self, gen: torch.nn.Module, device: torch.device,
+            kernel_responses: list[dict[str, Any]] | None = None) -> dict[str, float]:
+        """Scores per direction; ``kernel_responses``: the base filter's windows when they
+        are not the table's (learnt windows, stored in the model as an export would)."""
         from kernelconv.engines.torch_engine import ModuleEngine
 
         was_training = gen.training
         gen.eval()
         net: Any = getattr(gen, "_orig_mod", gen)  # the module under torch.compile
         info = ModelInfo(name="validation", domains=list(self.domains),
-                         arch_args=net.config.to_dict())
+                         arch_args=net.config.to_dict(),
+                         kernel_responses=list(kernel_responses or []))
         engine = ModuleEngine(net, info)
         scores: dict[str, list[float]] = defaultdict(list)
         self.samples: dict[str, np.ndarray] = {}
