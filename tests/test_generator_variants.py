@@ -204,3 +204,36 @@ def test_antialiased_discriminator_cannot_be_steered_by_the_phase_of_a_grid() ->
     # their mean (what remains comes from the activation of the smooth base, not the phase)
     assert seen[False][0] > 1e-3 and seen[True][0] < 0.1 * seen[False][0], seen
     assert seen[False][1] > 1.0 and seen[True][1] < 0.1 * seen[False][1], seen
+
+
+@torch.no_grad()
+def test_spectral_head_reads_a_radial_filter_as_its_squared_transfer() -> None:
+    """The spectral head's input is the ring power: filtering an image with a radial transfer
+    H moves each ring's log10 power by log10 |H|^2 (up to the Hann window's leakage), so a
+    kernel change, a radial filter, is what it reads; the mean level (HU) is not."""
+    from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig, SpectralHead
+    from kernelconv.nets.spectrum import ring_centres
+
+    head = SpectralHead(3)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(8, 1, 128, 128, generator=g, dtype=torch.float64) * 0.01
+    fy = torch.fft.fftfreq(128, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(128, dtype=torch.float64)[None, :]
+    r = torch.sqrt(fy ** 2 + fx ** 2)
+    h = torch.exp(-((r / 0.2) ** 2))  # a soft kernel's roll-off, in cycles/pixel
+    y = torch.fft.irfft2(torch.fft.rfft2(x) * h, s=(128, 128))
+    change = (head.spectrum(y) - head.spectrum(x)).mean(dim=0)
+    centres = ring_centres()
+    expected = torch.log10(torch.exp(-((centres / 0.2) ** 2)) ** 2)
+    inner = slice(1, 20)  # where the filtered power stays well above the 1e-8 floor
+    assert torch.allclose(change[inner].double(), expected[inner], atol=0.15)
+    assert torch.allclose(head.spectrum(x + 0.3), head.spectrum(x), atol=1e-4)
+    cfg = DiscriminatorConfig(c_dim=3, conv_dim=4, n_layers=5, feature_channels=8,
+                              spectral_head=True)
+    assert DiscriminatorConfig.from_dict(cfg.to_dict()) == cfg
+    assert "spectral_head" not in DiscriminatorConfig().to_dict()  # the paper's file shape
+    disc = Discriminator(cfg)
+    plain = Discriminator(DiscriminatorConfig(c_dim=3, conv_dim=4, n_layers=5,
+                                              feature_channels=8))
+    assert tuple(t.shape for t in disc(x[:2].float())) == \
+        tuple(t.shape for t in plain(x[:2].float()))

@@ -97,7 +97,8 @@ def test_learned_windows_train_resume_export_and_convert(sim: Path, tmp_path: Pa
         "g_conv_dim": 8, "g_repeat": 1, "d_conv_dim": 4, "d_layers": 7, "crop": 128,
         "n_critic": 1, "ckpt_every": 2, "log_every": 1, "lr_decay_start": 1000,
         "g_output": "filter_residual", "g_highpass_px": 3.0, "g_base": "learned",
-        "target_sampling": "other", "lr_base": 0.05}))
+        "target_sampling": "other", "lr_base": 0.05, "lambda_spectral": 10.0,
+        "d_spectral_head": True}))
     args = ["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg]
     code, _, err = run_cli([*args, "--iters", "2"], capsys)
     assert code == 0, err
@@ -109,7 +110,9 @@ def test_learned_windows_train_resume_export_and_convert(sim: Path, tmp_path: Pa
     a = torch.load(tmp_path / "run" / "checkpoints" / "ckpt-00000004.pt", weights_only=False)
     b = torch.load(tmp_path / "straight" / "checkpoints" / "ckpt-00000004.pt",
                    weights_only=False)
-    assert torch.equal(a["base"]["delta"], b["base"]["delta"])  # resumed exactly
+    # resumed exactly: the windows, and the running spectra the feature matching aims at
+    assert torch.equal(a["base"]["delta"], b["base"]["delta"])
+    assert torch.equal(a["spectral_targets"]["mean"], b["spectral_targets"]["mean"])
     assert float(a["base"]["delta"].abs().max()) > 0.05  # four steps at lr 0.05 moved them
     assert len(a["opt_g"]["param_groups"]) == 2
     assert a["opt_g"]["param_groups"][1]["lr"] == pytest.approx(0.05)
@@ -119,8 +122,10 @@ def test_learned_windows_train_resume_export_and_convert(sim: Path, tmp_path: Pa
     from kernelconv.modelfile import read_info
 
     info = read_info(tmp_path / "models" / "lw.safetensors")
-    assert "kernel windows are learnt with it (g_base learned, starting identity)" in \
-        info.provenance["method"]
+    method = info.provenance["method"]
+    assert "kernel windows are learnt with it (g_base learned, starting identity)" in method
+    assert "spectral feature matching x10.0" in method
+    assert "discriminator radial-spectrum head" in method
     windows = LearnedWindows.from_state(DOMAINS, load_response_table(), a["base"])
     stored = {k["name"]: k for k in info.kernel_responses}
     expected = {k["name"]: k for k in windows.responses_json(load_response_table(), "")}
@@ -142,3 +147,42 @@ def test_learned_windows_need_the_filter_residual_generator(sim: Path, tmp_path:
                             "--iters", "1"], capsys)
     assert code == 2 and "g_base learned needs g_output filter_residual" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_spectral_feature_matching_learns_a_kernel_pair_from_unpaired_noise() -> None:
+    """Two 'kernels' on white noise, never paired: sharp (the noise itself) and soft (the
+    noise through a Gaussian roll-off). Learnt windows trained only by the generator's spectral
+    feature matching (lambda_spectral) recover the soft kernel's transfer from separate draws."""
+    from kernelconv.training.losses import SpectralTargets
+
+    torch.manual_seed(0)
+    px = 0.684
+    f = torch.from_numpy(
+        np.hypot(np.fft.fftfreq(64, px)[:, None], np.fft.rfftfreq(64, px)[None, :]) * 10.0)
+    soft_h = torch.exp(-((f / 4.0) ** 2))  # lp/cm
+
+    def draw(n: int, soft: bool) -> torch.Tensor:
+        x = torch.randn(n, 1, 64, 64, dtype=torch.float64) * 0.02
+        return torch.fft.irfft2(torch.fft.rfft2(x) * soft_h, s=(64, 64)) if soft else x
+
+    table = {d: load_response_table()[d] for d in ("B30f", "B70f")}
+    lw = LearnedWindows(["B30f", "B70f"], table, corner_frequency(px), "identity")
+    targets = SpectralTargets(2, momentum=0.05)
+    opt = torch.optim.Adam(lw.parameters(), lr=0.05)
+    for _ in range(150):
+        for label in (0, 1):
+            targets.update(draw(4, label == 0).float(), torch.full((4,), label))
+        x = draw(4, soft=False)
+        fake = lw.convert(x, torch.ones(4, dtype=torch.long), torch.zeros(4, dtype=torch.long),
+                          [px] * 4)
+        loss = targets.loss(fake.float(), torch.zeros(4, dtype=torch.long))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # the pair's transfer from the learnt windows, as an exported model's filter reads it
+    h = FilterEngine(lw.responses(table, "test"), noise_limit=False).transfer("B70f", "B30f",
+                                                            np.array([1.0, 3.0, 5.0, 6.5]))
+    truth = np.exp(-((np.array([1.0, 3.0, 5.0, 6.5]) / 4.0) ** 2))
+    np.testing.assert_allclose(h, truth, rtol=0.25)
+    assert float(targets.loss(draw(4, True).float(), torch.zeros(4, dtype=torch.long))) < 0.01
+    assert float(targets.loss(draw(4, False).float(), torch.zeros(4, dtype=torch.long))) > 0.1

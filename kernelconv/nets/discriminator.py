@@ -23,6 +23,14 @@ Zhang 2019). A stride-2 convolution aliases a period-2 pattern to a constant who
 pattern's phase, a cheap knob by which unpaired generators here steered the domain classifier
 (docs/training.md); the blurred step reads the pattern as texture, whatever its phase. It costs
 about four times the encoder's arithmetic.
+
+Extension (``spectral_head``, default off = the paper): the discriminator also reads each
+image's radial power spectrum (:class:`SpectralHead`; :mod:`kernelconv.nets.spectrum`) through a small MLP whose
+real/fake score is added to every patch score and whose domain logits are added to the
+domain head's. A kernel IS a radial filter, so its signature is the spectrum; the
+convolutional encoder reads it only slowly, and a generator made of learnt kernel windows
+(``g_base: learned``) otherwise drifts at the frequencies the encoder does not weigh
+(docs/training.md).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.utils import spectral_norm
+
+from kernelconv.nets.spectrum import N_RINGS, log_ring_power
 
 
 @dataclass(frozen=True)
@@ -48,18 +58,22 @@ class DiscriminatorConfig:
     #: then a [1 2 1] x [1 2 1] / 16 blur sampled at stride 2 (anti-aliased downsampling,
     #: Zhang 2019); False: the paper's conv4x4 stride 2
     antialias: bool = False
+    #: extension: a radial-power-spectrum branch (SpectralHead) beside the encoder's heads;
+    #: False: the paper
+    spectral_head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = asdict(self)
         for key, paper in (("spectral_norm", "all"), ("highpass_gain", 0),
-                           ("antialias", False)):
+                           ("antialias", False), ("spectral_head", False)):
             if d[key] == paper:  # written as before the switch existed
                 del d[key]
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
-        casts: dict[str, Any] = {"spectral_norm": str, "antialias": bool}  # the rest: int
+        casts: dict[str, Any] = {"spectral_norm": str, "antialias": bool,
+                                 "spectral_head": bool}  # the rest: int
         return cls(**{k: casts.get(k, int)(v) for k, v in data.items()})
 
     def widths(self) -> list[int]:
@@ -104,6 +118,33 @@ def _down(prev: int, width: int, norm: Any, antialias: bool) -> nn.Sequential:
                          _act(), BlurDown(width))
 
 
+class SpectralHead(nn.Module):
+    """Extension: (real/fake score (B,), domain logits (B, c_dim)) from each image's log ring
+    power (:func:`kernelconv.nets.spectrum.log_ring_power`), each through its own MLP."""
+
+    def __init__(self, c_dim: int, width: int = 128) -> None:
+        super().__init__()
+
+        def mlp(out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Linear(N_RINGS, width), nn.LeakyReLU(0.2),
+                                 nn.Linear(width, width), nn.LeakyReLU(0.2),
+                                 nn.Linear(width, out))
+
+        # two separate MLPs: the gradient penalty bounds the real/fake score's input gradient,
+        # which is steep for log power at quiet frequencies; sharing layers with the domain
+        # classifier (which the penalty does not see) would shrink the classifier with it
+        self.adv = mlp(1)
+        self.cls = mlp(c_dim)
+
+    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N_RINGS) log10 ring power (kernelconv.nets.spectrum)."""
+        return log_ring_power(x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = (self.spectrum(x) + 5.0) / 2.0  # about -1..1 for CT noise and anatomy
+        return self.adv(z)[:, 0], self.cls(z)
+
+
 class Discriminator(nn.Module):
     """Returns (patch scores (B,1,h,w), domain logits (B,c_dim), label map (B,F,H/2,W/2))."""
 
@@ -134,6 +175,7 @@ class Discriminator(nn.Module):
                 body(nn.Conv2d(d_in + skip, 4 * out_ch, 1, 1, 0)),
                 nn.PixelShuffle(2), _act()))
             d_in = out_ch
+        self.spectral = SpectralHead(cfg.c_dim) if cfg.spectral_head else None
 
     @property
     def size_multiple(self) -> int:
@@ -150,6 +192,10 @@ class Discriminator(nn.Module):
             feats.append(h)
         patch = self.patch_head(h)
         logits = self.cls_head(h).mean(dim=(2, 3))
+        if self.spectral is not None:
+            adv, cls = self.spectral(x)
+            patch = patch + adv[:, None, None, None].to(patch.dtype)
+            logits = logits + cls.to(logits.dtype)
         d = h
         n = len(feats)
         for j, layer in enumerate(self.decoder):

@@ -93,10 +93,11 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
                      sampler: SliceSampler, it: int, wall: float, rank: int, world: int,
                      index: dict[str, Any], phases: list[dict[str, Any]],
                      patch_rng: torch.Generator, best_score: float | None = None,
-                     base: torch.nn.Module | None = None) -> Path | None:
+                     base: torch.nn.Module | None = None, spectral: Any = None) -> Path | None:
     """Every rank contributes its RNG states; rank 0 writes atomically and prunes old ones.
 
-    ``base``: the learnt kernel windows of a ``g_base: learned`` run, saved with the networks.
+    ``base``: the learnt kernel windows of a ``g_base: learned`` run, saved with the networks;
+    ``spectral``: the generator's spectral feature-matching targets (``lambda_spectral``).
     With ``best_score`` the checkpoint is written as ``best.pt`` instead (the validation score
     it reached is stored with it; never pruned, never what --resume picks)."""
     torch_states = _gather(torch.get_rng_state(), world)
@@ -119,6 +120,8 @@ def save_checkpoint(run_dir: Path, cfg: TrainConfig, gcfg: GeneratorConfig,
     }
     if base is not None:  # learnt kernel windows (g_base learned)
         state["base"] = base.state_dict()
+    if spectral is not None:  # the running spectra of real slices (lambda_spectral)
+        state["spectral_targets"] = spectral.state_dict()
     if best_score is not None:
         state["val_score"] = best_score
     with atomic_path(path) as part:

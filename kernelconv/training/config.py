@@ -66,6 +66,14 @@ class TrainConfig:
     #: activation, [1 2 1]^2 blur at stride 2), so a generator cannot steer it with a
     #: period-2 grid that a stride-2 convolution aliases to a constant; False: the paper
     d_antialias: bool = False
+    #: extension: the discriminator also reads each image's radial power spectrum (a small
+    #: MLP adding to its real/fake and domain outputs; kernelconv/nets/discriminator.py);
+    #: False: the paper
+    d_spectral_head: bool = False
+    #: extension: weight of the generator's spectral feature matching (its outputs' mean log
+    #: radial power spectrum against the target kernel's real slices'; kernelconv/training/
+    #: losses.py, SpectralTargets); 0: off (the paper)
+    lambda_spectral: float = 0.0
     #: extension: the first N iterations train only D's domain classifier on real slices
     #: (no generator update), so the generator's classification loss carries a kernel
     #: signal from its first step; 0: off (the paper)
@@ -151,6 +159,8 @@ class TrainConfig:
             raise UsageError(f"{origin}: g_base learned needs g_output filter_residual")
         if cfg.g_base_init not in ("identity", "table"):
             raise UsageError(f"{origin}: g_base_init must be identity or table")
+        if cfg.lambda_spectral < 0:
+            raise UsageError(f"{origin}: lambda_spectral must be >= 0")
         if cfg.lr_base < 0 or cfg.base_smooth < 0:
             raise UsageError(f"{origin}: lr_base and base_smooth must be >= 0")
         multiple = 1 << cfg.d_layers

@@ -139,6 +139,10 @@ def _unpaired_extensions(cfg: dict[str, Any]) -> str:
         ext.append(f"discriminator spectral norm '{cfg.get('d_spectral_norm')}'")
     if cfg.get("d_antialias"):
         ext.append("anti-aliased discriminator downsampling")
+    if cfg.get("lambda_spectral"):
+        ext.append(f"spectral feature matching x{cfg.get('lambda_spectral')}")
+    if cfg.get("d_spectral_head"):
+        ext.append("discriminator radial-spectrum head")
     if cfg.get("d_highpass_gain"):
         ext.append(f"discriminator high-pass input x{cfg.get('d_highpass_gain')}")
     if cfg.get("target_sampling") == "other":

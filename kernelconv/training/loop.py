@@ -123,6 +123,7 @@ def train(
                                n_layers=cfg.d_layers, spectral_norm=cfg.d_spectral_norm,
                                highpass_gain=cfg.d_highpass_gain,
                                antialias=cfg.d_antialias,
+                               spectral_head=cfg.d_spectral_head,
                                feature_channels=gcfg.conv_dim * (1 << gcfg.n_down) // 2)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     gen, disc = Generator(gcfg).to(dev), Discriminator(dcfg).to(dev)
@@ -166,13 +167,17 @@ def train(
         phases.append({"start": start, "config": asdict(cfg)})
     loss = StarGanLoss(gen, disc, LossWeights(cfg.lambda_cls, cfg.lambda_cyc, cfg.lambda_gp,
                                               cfg.lambda_reg,
-                                              cfg.lambda_paired if cfg.paired else 0.0),
+                                              cfg.lambda_paired if cfg.paired else 0.0,
+                                              cfg.lambda_spectral),
                        cfg.reg, cfg.n_patches, cfg.tau, patch_seed=cfg.seed * 1000 + rank + 7,
                        base=(windows.convert if windows is not None
                              else base_filter(cfg.domains, cfg.kernel_table))
                        if gcfg.needs_base else None)
     if patch_state is not None:
         loss.patch_rng.set_state(patch_state)
+    if ckpt is not None and loss.spectral is not None and "spectral_targets" in state:
+        load_states([(loss.spectral, state["spectral_targets"])],
+                    f"{ckpt}: its spectral targets do not fit this run")
     if cfg.compile:
         loss.gen = torch.compile(gen)  # type: ignore[assignment]
         loss.disc = torch.compile(disc)  # type: ignore[assignment]
@@ -271,14 +276,16 @@ def train(
             best = score
             save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler, done,
                             wall + time.perf_counter() - t0, rank, world, index, phases,
-                            loss.patch_rng, best_score=score, base=windows)
+                            loss.patch_rng, best_score=score, base=windows,
+                            spectral=loss.spectral)
         out_of_time = _agree(max_seconds is not None
                              and time.perf_counter() - t0 >= max_seconds, world)
         if done % cfg.ckpt_every == 0 or done == cfg.iters or out_of_time:
             elapsed = wall + time.perf_counter() - t0
             last = save_checkpoint(run_dir, cfg, gcfg, dcfg, gen, disc, opt_g, opt_d, sampler,
                                     done, elapsed, rank, world, index, phases,
-                                    loss.patch_rng, base=windows)
+                                    loss.patch_rng, base=windows,
+                                    spectral=loss.spectral)
         if out_of_time:
             break
     if writer is not None:

@@ -65,6 +65,61 @@ class LossWeights:
     gp: float = 10.0
     reg: float = 2.0
     paired: float = 0.0  # extension: L1 to the real target slice (paired data only)
+    spectral: float = 0.0  # extension: spectral feature matching (SpectralTargets)
+
+
+class SpectralTargets:
+    """Extension (``lambda_spectral``): feature matching (Salimans et al. 2016) on a fixed
+    feature, the log radial power spectrum (:func:`kernelconv.nets.spectrum.log_ring_power`).
+
+    Per domain, a running mean of the real slices' log ring power (updated from every real
+    batch the discriminator sees; a plain mean over the first 1 / ``momentum`` batches, then
+    exponential); the generator's term is, per target domain in the batch, the mean squared
+    difference over rings between its outputs' mean log ring power and that domain's. A
+    kernel change is a radial filter H, which moves log ring power by 2 log10 |H| whatever the
+    anatomy, so in expectation the term is zero exactly where the generator's change has the
+    power spectrum that separates the two kernels' slices. It needs no pairs: only that the
+    domains' scans come from similar populations (anatomy and dose), which is also what the
+    adversarial terms assume.
+    """
+
+    def __init__(self, n_domains: int, momentum: float = 0.01) -> None:
+        from kernelconv.nets.spectrum import N_RINGS
+
+        self.momentum = momentum
+        self.mean = torch.zeros(n_domains, N_RINGS, dtype=torch.float64)
+        self.seen = torch.zeros(n_domains, dtype=torch.float64)
+
+    @torch.no_grad()
+    def update(self, real: torch.Tensor, labels: torch.Tensor) -> None:
+        from kernelconv.nets.spectrum import log_ring_power
+
+        spec = log_ring_power(real).double().cpu()
+        lab = labels.cpu()
+        for d in lab.unique().tolist():
+            m = spec[lab == d].mean(dim=0)
+            self.seen[d] += 1
+            rate = max(self.momentum, 1.0 / float(self.seen[d]))
+            self.mean[d] = (1.0 - rate) * self.mean[d] + rate * m
+
+    def loss(self, fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        from kernelconv.nets.spectrum import log_ring_power
+
+        spec = log_ring_power(fake)
+        terms = []
+        for d in target.unique().tolist():
+            if self.seen[d] > 0:
+                ref = self.mean[d].to(spec.device, spec.dtype)
+                terms.append((spec[target == d].mean(dim=0) - ref).square().mean())
+        return torch.stack(terms).mean() if terms else spec.sum() * 0.0
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean.clone(), "seen": self.seen.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state["mean"].shape != self.mean.shape:
+            raise ValueError("spectral targets of another number of kernels")
+        self.mean, self.seen = state["mean"].clone(), state["seen"].clone()
 
 
 #: base(x, source labels, target labels, pixel spacings) -> the classical filter's conversion
@@ -91,6 +146,7 @@ class StarGanLoss:
         # GGCL's patch locations have their own generator, so runs that differ only in the
         # regulariser draw the same target kernels and penalty weights from torch's
         self.patch_rng = torch.Generator().manual_seed(patch_seed)
+        self.spectral = SpectralTargets(gen.config.c_dim) if weights.spectral > 0 else None
 
     def generate(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
                  pixel_mm: Sequence[float] | None = None, return_feature: bool = False,
@@ -116,6 +172,8 @@ class StarGanLoss:
         with torch.no_grad():
             fake, g_feat = self.generate(real, label, target, pixel_mm,  # type: ignore[misc]
                                          return_feature=True)
+        if self.spectral is not None:
+            self.spectral.update(real, label)
         out_real, cls_real, _ = self.disc(real)
         out_fake, _, d_map = self.disc(fake.detach())
         adv = -out_real.mean() + out_fake.mean()
@@ -137,6 +195,8 @@ class StarGanLoss:
         this classifier; while it is at chance, the cycle loss holds a residual generator at
         the identity (docs/training.md, "Unpaired training that learns"). The paper has no
         such phase."""
+        if self.spectral is not None:
+            self.spectral.update(real, label)
         cls = F.cross_entropy(self.disc(real)[1].float(), label)
         return self.w.cls * cls, {"D/cls": _num(cls)}
 
@@ -169,6 +229,10 @@ class StarGanLoss:
         cyc = (real - rec).abs().mean()
         loss = adv + self.w.cls * cls + self.w.cyc * cyc
         stats = {"G/adv": _num(adv), "G/cls": _num(cls), "G/cyc": _num(cyc)}
+        if self.spectral is not None:
+            spec = self.spectral.loss(fake, target)
+            loss = loss + self.w.spectral * spec
+            stats["G/spectral"] = _num(spec)
         if real_target is not None and self.w.paired > 0:
             paired = (fake - real_target).abs().mean()
             loss = loss + self.w.paired * paired
