@@ -237,3 +237,29 @@ def test_spectral_head_reads_a_radial_filter_as_its_squared_transfer() -> None:
                                               feature_channels=8))
     assert tuple(t.shape for t in disc(x[:2].float())) == \
         tuple(t.shape for t in plain(x[:2].float()))
+
+
+@torch.no_grad()
+def test_physical_rings_compare_pixel_sizes_at_the_same_frequency() -> None:
+    """The feature matching's rings are in lp/cm: a kernel-like roll-off defined in lp/cm
+    moves the same rings by the same amount at 0.5 and 0.9 mm pixels, and rings beyond an
+    image's corner frequency are NaN (left out), not zero."""
+    from kernelconv.nets.spectrum import LPCM_RING_WIDTH, N_LPCM_RINGS, log_ring_power
+
+    g = torch.Generator().manual_seed(6)
+    centres = (torch.arange(N_LPCM_RINGS, dtype=torch.float64) + 0.5) * LPCM_RING_WIDTH
+    changes = {}
+    for px in (0.5, 0.9):
+        x = torch.randn(8, 1, 128, 128, generator=g, dtype=torch.float64) * 0.01
+        f = torch.sqrt(torch.fft.fftfreq(128, px, dtype=torch.float64)[:, None] ** 2
+                       + torch.fft.rfftfreq(128, px, dtype=torch.float64)[None, :] ** 2) * 10
+        y = torch.fft.irfft2(torch.fft.rfft2(x) * torch.exp(-((f / 5.0) ** 2)), s=(128, 128))
+        before, after = log_ring_power(x, [px] * 8), log_ring_power(y, [px] * 8)
+        changes[px] = (after - before).mean(dim=0)
+        corner = float(np.sqrt(2) * 10 / (2 * px))
+        assert bool(torch.isnan(before[:, centres > corner + LPCM_RING_WIDTH]).all())
+        assert not bool(torch.isnan(before[:, centres < corner - LPCM_RING_WIDTH]).any())
+    expected = torch.log10(torch.exp(-((centres / 5.0) ** 2)) ** 2)
+    rings = slice(2, 28)  # up to 7 lp/cm: inside both grids, above the 1e-8 floor
+    for change in changes.values():
+        assert torch.allclose(change[rings].double(), expected[rings], atol=0.2)

@@ -171,11 +171,11 @@ def test_spectral_feature_matching_learns_a_kernel_pair_from_unpaired_noise() ->
     opt = torch.optim.Adam(lw.parameters(), lr=0.05)
     for _ in range(150):
         for label in (0, 1):
-            targets.update(draw(4, label == 0).float(), torch.full((4,), label))
+            targets.update(draw(4, label == 0).float(), torch.full((4,), label), [px] * 4)
         x = draw(4, soft=False)
         fake = lw.convert(x, torch.ones(4, dtype=torch.long), torch.zeros(4, dtype=torch.long),
                           [px] * 4)
-        loss = targets.loss(fake.float(), torch.zeros(4, dtype=torch.long))
+        loss = targets.loss(fake.float(), torch.zeros(4, dtype=torch.long), [px] * 4)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -184,5 +184,6 @@ def test_spectral_feature_matching_learns_a_kernel_pair_from_unpaired_noise() ->
                                                             np.array([1.0, 3.0, 5.0, 6.5]))
     truth = np.exp(-((np.array([1.0, 3.0, 5.0, 6.5]) / 4.0) ** 2))
     np.testing.assert_allclose(h, truth, rtol=0.25)
-    assert float(targets.loss(draw(4, True).float(), torch.zeros(4, dtype=torch.long))) < 0.01
-    assert float(targets.loss(draw(4, False).float(), torch.zeros(4, dtype=torch.long))) > 0.1
+    zero = torch.zeros(4, dtype=torch.long)
+    assert float(targets.loss(draw(4, True).float(), zero, [px] * 4)) < 0.01
+    assert float(targets.loss(draw(4, False).float(), zero, [px] * 4)) > 0.1

@@ -226,7 +226,7 @@ def train(
             update(opt_g, gen, w_loss)
         elif it < cfg.d_cls_warmup_iters:
             with autocast():
-                d_loss, stats = loss.d_cls_warmup_step(x, c_org)
+                d_loss, stats = loss.d_cls_warmup_step(x, c_org, pixel_mm)
             update(opt_d, disc, d_loss)
         else:
             with autocast():

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 from kernelconv.nets.discriminator import Discriminator
 from kernelconv.nets.generator import Generator
 
@@ -84,34 +85,39 @@ class SpectralTargets:
     """
 
     def __init__(self, n_domains: int, momentum: float = 0.01) -> None:
-        from kernelconv.nets.spectrum import N_RINGS
+        from kernelconv.nets.spectrum import N_LPCM_RINGS
 
         self.momentum = momentum
-        self.mean = torch.zeros(n_domains, N_RINGS, dtype=torch.float64)
-        self.seen = torch.zeros(n_domains, dtype=torch.float64)
+        self.mean = torch.zeros(n_domains, N_LPCM_RINGS, dtype=torch.float64)
+        self.seen = torch.zeros(n_domains, N_LPCM_RINGS, dtype=torch.float64)
 
     @torch.no_grad()
-    def update(self, real: torch.Tensor, labels: torch.Tensor) -> None:
+    def update(self, real: torch.Tensor, labels: torch.Tensor,
+               pixel_mm: Sequence[float]) -> None:
         from kernelconv.nets.spectrum import log_ring_power
 
-        spec = log_ring_power(real).double().cpu()
+        spec = log_ring_power(real, pixel_mm).double().cpu()
         lab = labels.cpu()
         for d in lab.unique().tolist():
-            m = spec[lab == d].mean(dim=0)
-            self.seen[d] += 1
-            rate = max(self.momentum, 1.0 / float(self.seen[d]))
-            self.mean[d] = (1.0 - rate) * self.mean[d] + rate * m
+            m = spec[lab == d].nanmean(dim=0)
+            ok = ~torch.isnan(m)
+            self.seen[d, ok] += 1
+            rate = torch.clamp(1.0 / self.seen[d, ok], min=self.momentum)
+            self.mean[d, ok] = (1.0 - rate) * self.mean[d, ok] + rate * m[ok]
 
-    def loss(self, fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, fake: torch.Tensor, target: torch.Tensor,
+             pixel_mm: Sequence[float]) -> torch.Tensor:
         from kernelconv.nets.spectrum import log_ring_power
 
-        spec = log_ring_power(fake)
+        spec = log_ring_power(fake, pixel_mm)
         terms = []
         for d in target.unique().tolist():
-            if self.seen[d] > 0:
+            m = spec[target == d].nanmean(dim=0)
+            ok = ~torch.isnan(m) & (self.seen[d] > 0).to(m.device)
+            if ok.any():
                 ref = self.mean[d].to(spec.device, spec.dtype)
-                terms.append((spec[target == d].mean(dim=0) - ref).square().mean())
-        return torch.stack(terms).mean() if terms else spec.sum() * 0.0
+                terms.append((m[ok] - ref[ok]).square().mean())
+        return torch.stack(terms).mean() if terms else spec.nan_to_num().sum() * 0.0
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean.clone(), "seen": self.seen.clone()}
@@ -173,7 +179,7 @@ class StarGanLoss:
             fake, g_feat = self.generate(real, label, target, pixel_mm,  # type: ignore[misc]
                                          return_feature=True)
         if self.spectral is not None:
-            self.spectral.update(real, label)
+            self.spectral.update(real, label, pixel_mm or [REFERENCE_PIXEL_MM] * len(real))
         out_real, cls_real, _ = self.disc(real)
         out_fake, _, d_map = self.disc(fake.detach())
         adv = -out_real.mean() + out_fake.mean()
@@ -189,6 +195,7 @@ class StarGanLoss:
         return loss, stats
 
     def d_cls_warmup_step(self, real: torch.Tensor, label: torch.Tensor,
+                          pixel_mm: Sequence[float] | None = None,
                           ) -> tuple[torch.Tensor, dict[str, float]]:
         """Extension (``d_cls_warmup_iters``): only D's domain-classification loss on real
         slices, before the generator trains. StarGAN's generator learns a kernel only through
@@ -196,7 +203,7 @@ class StarGanLoss:
         the identity (docs/training.md, "Unpaired training that learns"). The paper has no
         such phase."""
         if self.spectral is not None:
-            self.spectral.update(real, label)
+            self.spectral.update(real, label, pixel_mm or [REFERENCE_PIXEL_MM] * len(real))
         cls = F.cross_entropy(self.disc(real)[1].float(), label)
         return self.w.cls * cls, {"D/cls": _num(cls)}
 
@@ -230,7 +237,7 @@ class StarGanLoss:
         loss = adv + self.w.cls * cls + self.w.cyc * cyc
         stats = {"G/adv": _num(adv), "G/cls": _num(cls), "G/cyc": _num(cyc)}
         if self.spectral is not None:
-            spec = self.spectral.loss(fake, target)
+            spec = self.spectral.loss(fake, target, pixel_mm or [REFERENCE_PIXEL_MM] * len(real))
             loss = loss + self.w.spectral * spec
             stats["G/spectral"] = _num(spec)
         if real_target is not None and self.w.paired > 0:
