@@ -263,3 +263,19 @@ def test_physical_rings_compare_pixel_sizes_at_the_same_frequency() -> None:
     rings = slice(2, 28)  # up to 7 lp/cm: inside both grids, above the 1e-8 floor
     for change in changes.values():
         assert torch.allclose(change[rings].double(), expected[rings], atol=0.2)
+
+
+def test_a_zero_correction_skips_the_network_with_the_same_result(tmp_path: Path) -> None:
+    # a filter_residual model whose correction is exactly zero (learnt windows alone, network
+    # frozen) is its base filter: convert skips the network, and the result is what the
+    # network's forward pass gives
+    engine = TorchEngine(make_tiny_model(tmp_path / "z.safetensors", output="filter_residual",
+                                         head_scale=None), "cpu")
+    assert engine.correction_is_zero()
+    hu, px = real_slice()
+    skipped = engine.convert(hu, "B70f", "B30f", px)
+    engine.correction_is_zero = lambda: False  # type: ignore[method-assign]
+    np.testing.assert_allclose(engine.convert(hu, "B70f", "B30f", px), skipped, atol=1e-3)
+    trained = TorchEngine(make_tiny_model(tmp_path / "t.safetensors", output="filter_residual",
+                                          highpass_px=3.0, head_scale=0.003), "cpu")
+    assert not trained.correction_is_zero()

@@ -74,6 +74,12 @@ class GeneratorEngine:
         on the same scale) -> (B, 1, H, W) output in [-1, 1], as numpy."""
         raise NotImplementedError
 
+    def correction_is_zero(self) -> bool:
+        """Whether a filter_residual model's correction is exactly zero (its last layer's
+        weights all zero: a model whose network was never trained, as with learnt kernel
+        windows alone), so its output is the base filter's and the network need not run."""
+        return False
+
     def convert(self, hu: np.ndarray, source: str, target: str,
                 pixel_mm: float = REFERENCE_PIXEL_MM) -> np.ndarray:
         """Convert (B, H, W) HU; any H and W (reflect-padded to the network's multiple)."""
@@ -98,7 +104,10 @@ class GeneratorEngine:
             # simulator's, Siemens') are unchanged.
             base_hu = self.base_filter.convert(hu, source, target, pixel_mm)
             base = network_input(base_hu, lo, hi, self.multiple)[0]
-        out = self.forward(unit, self.domains.index(target), base)
+        if base is not None and self.correction_is_zero():
+            out = base  # base + a correction of exactly zero: the network adds nothing
+        else:
+            out = self.forward(unit, self.domains.index(target), base)
         # unclipped: the encoding clips to the stored range, the HU check needs the values
         return unit_to_hu(out[:, 0, rows, cols], lo, hi, clip=False)
 

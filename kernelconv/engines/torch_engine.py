@@ -75,6 +75,11 @@ class ModuleEngine(GeneratorEngine):
         self.chunk = 1 << 30
         super().__init__(info, net.config.size_multiple)
 
+    def correction_is_zero(self) -> bool:
+        head = self.net.head[0]
+        return bool(self.net.config.needs_base and isinstance(head, torch.nn.Conv2d)
+                    and not torch.any(head.weight))
+
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(array)
         pin = self.device.type == "cuda"

@@ -74,6 +74,9 @@ class TrainConfig:
     #: radial power spectrum against the target kernel's real slices'; kernelconv/training/
     #: losses.py, SpectralTargets); 0: off (the paper)
     lambda_spectral: float = 0.0
+    #: the generator's adversarial weight: 1 (the paper); 0 takes the adversarial term out of
+    #: the generator's loss (the discriminator still trains), for ablations
+    lambda_adv: float = 1.0
     #: extension: the first N iterations train only D's domain classifier on real slices
     #: (no generator update), so the generator's classification loss carries a kernel
     #: signal from its first step; 0: off (the paper)
@@ -159,8 +162,8 @@ class TrainConfig:
             raise UsageError(f"{origin}: g_base learned needs g_output filter_residual")
         if cfg.g_base_init not in ("identity", "table"):
             raise UsageError(f"{origin}: g_base_init must be identity or table")
-        if cfg.lambda_spectral < 0:
-            raise UsageError(f"{origin}: lambda_spectral must be >= 0")
+        if cfg.lambda_spectral < 0 or cfg.lambda_adv < 0:
+            raise UsageError(f"{origin}: lambda_spectral and lambda_adv must be >= 0")
         if cfg.lr_base < 0 or cfg.base_smooth < 0:
             raise UsageError(f"{origin}: lr_base and base_smooth must be >= 0")
         multiple = 1 << cfg.d_layers

@@ -139,6 +139,12 @@ def _unpaired_extensions(cfg: dict[str, Any]) -> str:
         ext.append(f"discriminator spectral norm '{cfg.get('d_spectral_norm')}'")
     if cfg.get("d_antialias"):
         ext.append("anti-aliased discriminator downsampling")
+    if cfg.get("g_base") == "learned" and not cfg.get("lr_g"):
+        ext.append("generator network frozen at a zero correction (the learnt windows alone)")
+    if cfg.get("lambda_adv", 1.0) != 1.0:
+        ext.append(f"generator adversarial weight {cfg.get('lambda_adv')}")
+    if cfg.get("lambda_cls", 1.0) != 1.0:
+        ext.append(f"classification weight {cfg.get('lambda_cls')}")
     if cfg.get("lambda_spectral"):
         ext.append(f"spectral feature matching x{cfg.get('lambda_spectral')}")
     if cfg.get("d_spectral_head"):

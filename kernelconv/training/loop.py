@@ -168,7 +168,7 @@ def train(
     loss = StarGanLoss(gen, disc, LossWeights(cfg.lambda_cls, cfg.lambda_cyc, cfg.lambda_gp,
                                               cfg.lambda_reg,
                                               cfg.lambda_paired if cfg.paired else 0.0,
-                                              cfg.lambda_spectral),
+                                              cfg.lambda_spectral, cfg.lambda_adv),
                        cfg.reg, cfg.n_patches, cfg.tau, patch_seed=cfg.seed * 1000 + rank + 7,
                        base=(windows.convert if windows is not None
                              else base_filter(cfg.domains, cfg.kernel_table))

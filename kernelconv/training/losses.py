@@ -67,6 +67,7 @@ class LossWeights:
     reg: float = 2.0
     paired: float = 0.0  # extension: L1 to the real target slice (paired data only)
     spectral: float = 0.0  # extension: spectral feature matching (SpectralTargets)
+    adv: float = 1.0  # the generator's adversarial weight (the paper: 1; 0 for an ablation)
 
 
 class SpectralTargets:
@@ -234,7 +235,7 @@ class StarGanLoss:
         rec = self.generate(fake, target, label, pixel_mm)
         assert isinstance(rec, torch.Tensor)
         cyc = (real - rec).abs().mean()
-        loss = adv + self.w.cls * cls + self.w.cyc * cyc
+        loss = self.w.adv * adv + self.w.cls * cls + self.w.cyc * cyc
         stats = {"G/adv": _num(adv), "G/cls": _num(cls), "G/cyc": _num(cyc)}
         if self.spectral is not None:
             spec = self.spectral.loss(fake, target, pixel_mm or [REFERENCE_PIXEL_MM] * len(real))
