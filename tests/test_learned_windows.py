@@ -76,6 +76,8 @@ def test_windows_are_differentiable_and_the_roughness_prior_prefers_smooth_curve
     grad = lw.delta.grad
     assert grad is not None
     assert float(grad[0].abs().max()) == 0.0  # the anchor is fixed
+    locked = lw.freqs[1:] <= 1.0  # and so is every window up to 1 lp/cm
+    assert int(locked.sum()) == 2 and float(grad[:, locked].abs().max()) == 0.0
     assert float(grad[2].abs().sum()) > 0.0  # B70f's window moves
     with torch.no_grad():
         lw.delta[2] = torch.linspace(0.0, 3.0, lw.delta.shape[1], dtype=torch.float64)

@@ -111,6 +111,8 @@ class TrainConfig:
     g_base_init: str = "identity"
     lr_base: float = 1e-2
     base_smooth: float = 1.0
+    #: learnt windows keep their initial value up to this frequency (lp/cm)
+    base_lock_lpcm: float = 1.0
 
     @staticmethod
     def read_file(path: Path) -> dict[str, Any]:
@@ -164,8 +166,8 @@ class TrainConfig:
             raise UsageError(f"{origin}: g_base_init must be identity or table")
         if cfg.lambda_spectral < 0 or cfg.lambda_adv < 0:
             raise UsageError(f"{origin}: lambda_spectral and lambda_adv must be >= 0")
-        if cfg.lr_base < 0 or cfg.base_smooth < 0:
-            raise UsageError(f"{origin}: lr_base and base_smooth must be >= 0")
+        if cfg.lr_base < 0 or cfg.base_smooth < 0 or cfg.base_lock_lpcm < 0:
+            raise UsageError(f"{origin}: lr_base, base_smooth and base_lock_lpcm must be >= 0")
         multiple = 1 << cfg.d_layers
         if cfg.crop is not None and cfg.crop % multiple:
             raise UsageError(f"{origin}: crop must be a multiple of {multiple}")

@@ -17,7 +17,9 @@ frequency of the training slices (their corner at the finest pixel spacing), W(0
 in W between the points and held at the last value beyond (the tabulated windows of
 :class:`~kernelconv.kernel_response.KernelResponse`, which is how an exported model stores
 them). Only ratios of windows matter, so one domain, the softest, is the anchor and keeps its
-initial window; the others are learnt relative to it. Initial windows: flat (``identity``:
+initial window; the others are learnt relative to it. Points up to ``lock_lpcm`` (1 lp/cm)
+keep their initial value too: there kernels hardly differ and an error would move local mean
+HU (an extension's prior, ``base_lock_lpcm``). Initial windows: flat (``identity``:
 every window 1, the filter is the identity, nothing about the kernels is known) or the
 response table's (``table``: start at the classical filter and refine it).
 """
@@ -42,6 +44,11 @@ from kernelconv.kernel_response import (
 
 #: spacing of the learnt points, lp/cm (the kernels' windows change on a scale of 1-2 lp/cm)
 STEP_LPCM = 0.5
+#: points at or below this frequency (lp/cm) keep their initial value: body kernels' windows
+#: differ by at most a few per cent there (the project's B30f/B50f/B70f: <= 3 % at 1 lp/cm),
+#: and a gain error there moves local mean HU (what a 2.5 mm low-pass keeps), which a kernel
+#: change must never do (docs/training.md)
+LOCK_LPCM = 1.0
 INITS = ("identity", "table")
 
 
@@ -58,7 +65,7 @@ class LearnedWindows(nn.Module):
     free: torch.Tensor
 
     def __init__(self, domains: list[str], table: ResponseTable, f_max_lpcm: float,
-                 init: str = "identity") -> None:
+                 init: str = "identity", lock_lpcm: float = LOCK_LPCM) -> None:
         super().__init__()
         if init not in INITS:
             raise ValueError(f"unknown window initialisation {init!r}")
@@ -76,7 +83,8 @@ class LearnedWindows(nn.Module):
                 log0[i] = np.log(np.maximum(table[d].window(freqs), 1e-6))
         self.register_buffer("freqs", torch.from_numpy(freqs))
         self.register_buffer("log_w0", torch.from_numpy(log0[:, 1:]))
-        free = torch.ones(len(self.domains), 1, dtype=torch.float64)
+        free = torch.from_numpy((freqs[1:] > lock_lpcm + 1e-9).astype(np.float64))[None].repeat(
+            len(self.domains), 1)
         free[self.domains.index(self.anchor)] = 0.0
         self.register_buffer("free", free)
         self.delta = nn.Parameter(torch.zeros(len(self.domains), n, dtype=torch.float64))
@@ -114,7 +122,7 @@ class LearnedWindows(nn.Module):
         """Mean squared second difference of the learnt log windows: a smoothness prior that
         also carries points that see little data (near the grid's corner) along with their
         neighbours."""
-        lw = self.log_windows()[self.free[:, 0] > 0]
+        lw = self.log_windows()[self.free.amax(dim=1) > 0]
         if lw.shape[1] < 3 or lw.shape[0] == 0:
             return lw.sum() * 0.0
         return (lw[:, 2:] - 2.0 * lw[:, 1:-1] + lw[:, :-2]).square().mean()
@@ -143,6 +151,8 @@ class LearnedWindows(nn.Module):
         """Rebuild from a checkpoint's ``base`` state (its points come from the state)."""
         n = int(state["delta"].shape[1])
         mod = cls(domains, table, n * STEP_LPCM, "identity")
+        if state["free"].shape != mod.free.shape:  # written before the low band was locked
+            state = {**state, "free": state["free"][:, :1].expand_as(mod.free).clone()}
         mod.load_state_dict(state)
         mod.init = init
         return mod

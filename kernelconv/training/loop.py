@@ -326,7 +326,7 @@ def learned_windows(cfg: TrainConfig, index: dict[str, Any], dev: torch.device) 
     finest = min(float(s["pixel_mm"]) for s in index["series"])
     try:
         mod = LearnedWindows(cfg.domains, windows_table(cfg), corner_frequency(finest),
-                             cfg.g_base_init)
+                             cfg.g_base_init, cfg.base_lock_lpcm)
     except ValueError as exc:
         raise UsageError(f"g_base learned: {exc}") from None
     return mod.to(dev)
