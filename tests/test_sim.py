@@ -122,3 +122,25 @@ def test_user_kernel_table(tmp_path: Path, capsys) -> None:
     assert code == 2 and "invalid kernel table" in err
     code, _, err = run_cli(["simulate", tmp_path / "q", "--kernels", "B99"], capsys)
     assert code == 2 and "B99" in err
+
+
+def test_each_simulated_patient_is_its_own_scan(tmp_path: Path, capsys) -> None:
+    # the reconstructions of one simulated scan share its acquisition date/time (the scan key
+    # that pairs reconstructions across renewed UIDs), and two patients do not: with one fixed
+    # time every patient of one geometry was a single "scan", so the archive-like split kept
+    # one patient of eight and paired training could pair slices of different patients
+    from kernelconv.dicom.dataset import scan_key
+    from kernelconv.training.data import build_cache, one_reconstruction_per_scan
+
+    assert run_cli(["simulate", tmp_path / "sim", "--patients", "3", "--slices", "1",
+                    "--seed", "5"], capsys)[0] == 0
+    keys = {}
+    for patient in sorted((tmp_path / "sim").glob("patient-*")):
+        keys[patient.name] = {scan_key(pydicom.dcmread(next((patient / k).iterdir())))
+                              for k in ("B30f", "B50f", "B70f")}
+    assert all(len(k) == 1 for k in keys.values())  # one scan per patient ...
+    assert len(set().union(*keys.values())) == 3  # ... and three patients, three scans
+    index = build_cache([tmp_path / "sim"], tmp_path / "cache", ["B30f", "B50f", "B70f"])
+    kept = one_reconstruction_per_scan(index["series"])  # type: ignore[arg-type]
+    assert sorted(int(s["domain"]) for s in kept) == [0, 1, 2]
+    assert len({s["folder"].split("/")[-2] for s in kept}) == 3

@@ -7,6 +7,8 @@ by examples/make_example_data.py.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +44,19 @@ def uid(*parts: object) -> str:
     return str(generate_uid(entropy_srcs=["kernelconv synthetic", *map(str, parts)]))
 
 
+def acquisition_datetime(study_uid: str) -> tuple[str, str]:
+    """(DA, TM) of a synthetic study's acquisition: a day of 2026 and a second of it derived
+    from the Study UID, so every reconstruction of one simulated scan shares it and two scans
+    differ (as real acquisitions do). Reconstructions of one acquisition are matched by it
+    where anonymisation renewed their UIDs (:func:`kernelconv.dicom.dataset.scan_key`): one
+    fixed time for every simulated patient made all patients of one geometry a single scan,
+    which merged their pairs and their one-kernel-per-scan split."""
+    h = int(hashlib.sha256(study_uid.encode()).hexdigest(), 16)
+    day = datetime.date(2026, 1, 1) + datetime.timedelta(days=h % 365)
+    second = (h // 365) % 86400
+    return day.strftime("%Y%m%d"), f"{second // 3600:02d}{second // 60 % 60:02d}{second % 60:02d}"
+
+
 def ct_image(info: SeriesInfo, hu: np.ndarray, index: int, z_mm: float,
              instance_uid: str) -> Dataset:
     """One CT Image Storage dataset holding ``hu`` (rows, columns), stored as Siemens does."""
@@ -56,8 +71,9 @@ def ct_image(info: SeriesInfo, hu: np.ndarray, index: int, z_mm: float,
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = instance_uid
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = "20260101"
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = "120000"
+    day, time = acquisition_datetime(info.study_uid)
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = day
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = ds.AcquisitionTime = time
     ds.AccessionNumber = ""
     ds.Modality = "CT"
     ds.Manufacturer = info.manufacturer
