@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The training and held-out data of the model `resim-fr-v1` (models/resim-fr-v1.md), exactly.
+# The training and held-out data of the models `resim-fr-v1` (models/resim-fr-v1.md) and
+# `unpaired-lw-v1` (models/unpaired-lw-v1.md), exactly.
 #
 #   bash scripts/make_training_data.sh DATA_DIR
 #
@@ -28,6 +29,10 @@ for seed in 11 12 13 14 15 16; do
     kernelconv simulate "$DATA/train/resim-$seed" --from-dicom "$DATA/real-train" --randomise \
         --seed "$seed"
 done
+# an archive-like set for unpaired training (docs/training.md, "Fourth round"): 96 more
+# randomised chests, 2 slices each; kept out of data/train so the default model's recipe
+# (every folder of data/train) stays as it was
+kernelconv simulate "$DATA/unpaired/sim-archive" --patients 96 --slices 2 --randomise --seed 3
 # held out (never trained on): other seeds, the abdomen, three pixel spacings
 kernelconv simulate "$DATA/heldout/sim-reference" --patients 2 --slices 4 --seed 9001
 kernelconv simulate "$DATA/heldout/sim-random" --patients 4 --slices 2 --randomise --seed 9002
@@ -35,3 +40,4 @@ kernelconv simulate "$DATA/heldout/resim" --from-dicom "$DATA/real-heldout" --se
 for fov in 256 358 461; do  # 0.50, 0.70 and 0.90 mm pixels
     kernelconv simulate "$DATA/heldout/fov-$fov" --patients 1 --slices 2 --fov "$fov" --seed 9004
 done
+kernelconv simulate "$DATA/heldout/qa" --phantom qa  # MTF50 of converted edges (model_eval --qa)
