@@ -74,9 +74,12 @@ class SpectralTargets:
     """Extension (``lambda_spectral``): feature matching (Salimans et al. 2016) on a fixed
     feature, the log radial power spectrum (:func:`kernelconv.nets.spectrum.log_ring_power`).
 
-    Per domain, a running mean of the real slices' log ring power (updated from every real
-    batch the discriminator sees; a plain mean over the first 1 / ``momentum`` batches, then
-    exponential); the generator's term is, per target domain in the batch, the mean squared
+    Per domain, the mean of the real slices' log ring power over every real batch the
+    discriminator has seen (a plain cumulative mean: the real data do not change, and a single
+    128 x 128 crop's low-frequency power varies by an order of magnitude with what it shows, so
+    an exponential mean over the last ~100 batches wandered by 10-20% in amplitude there and the
+    learnt windows followed it; ``momentum`` > 0 makes it exponential after 1 / momentum
+    batches); the generator's term is, per target domain in the batch, the mean squared
     difference over rings between its outputs' mean log ring power and that domain's. A
     kernel change is a radial filter H, which moves log ring power by 2 log10 |H| whatever the
     anatomy, so in expectation the term is zero exactly where the generator's change has the
@@ -85,7 +88,7 @@ class SpectralTargets:
     adversarial terms assume.
     """
 
-    def __init__(self, n_domains: int, momentum: float = 0.01) -> None:
+    def __init__(self, n_domains: int, momentum: float = 0.0) -> None:
         from kernelconv.nets.spectrum import N_LPCM_RINGS
 
         self.momentum = momentum
