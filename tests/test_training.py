@@ -439,6 +439,14 @@ def test_one_reconstruction_per_scan_is_an_archive_split() -> None:
     assert sorted(s["domain"] for s in kept) == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # balanced
     partial = [s for s in series if s["domain"] == 2 or s["scan"] != "s0"]
     assert len(one_reconstruction_per_scan(partial)) == 9  # a scan missing its turn's kernel
+    # two data folders: every kernel gets its share of each, whatever the keys' order
+    two = [{**s, "source": "a" if int(s["scan"][1:]) < 6 else "b"} for s in series
+           + [{"scan": f"s{i}", "study_uid": f"u{i}", "domain": d, "file": f"{i}-{d}"}
+              for i in range(9, 12) for d in range(3)]]
+    kept = one_reconstruction_per_scan(two)
+    for source in ("a", "b"):
+        domains = sorted(s["domain"] for s in kept if s["source"] == source)
+        assert domains == [0, 0, 1, 1, 2, 2], (source, domains)
 
 
 def test_train_rejects_bad_unpaired_settings(sim: Path, tmp_path: Path, capsys) -> None:

@@ -28,7 +28,8 @@ from kernelconv.hu import HU_MAX, HU_MIN, hu_to_unit
 from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 from kernelconv.kernels import KernelAliases
 
-CACHE_VERSION = 3  # 2: pixel spacing per series; 3: scan key (pairs across renewed UIDs)
+#: 2: pixel spacing per series; 3: scan key (pairs across renewed UIDs); 4: data folder
+CACHE_VERSION = 4
 
 
 def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
@@ -71,6 +72,7 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
                             "positions": [round(float(s.position or 0.0), 3)
                                           for s in series.slices],
                             "shape": list(arr.shape), "folder": series.folder,
+                            "source": str(data_dir),
                             "pixel_mm": pixel_spacing_mm(first) or REFERENCE_PIXEL_MM})
     if not entries:
         raise InputError("no training series found for the domains "
@@ -83,18 +85,30 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
 
 
 def one_reconstruction_per_scan(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The series an archive would hold if each scan had been read with one kernel: scans
-    (sorted by their key) take the domains in turn, so the domains stay balanced and no
-    anatomy appears in two kernels; a scan without its turn's domain keeps its first series."""
+    """The series an archive would hold if each scan had been read with one kernel: the scans
+    of each data folder (``--data``; sorted by their key) take the domains in turn, so every
+    kernel gets the same share of every folder and no anatomy appears in two kernels; a scan
+    without its turn's domain keeps its first series.
+
+    Taking turns within each folder matters when folders differ (slices per scan, patients,
+    field of view): with turns over all scans at once, one kernel of the unpaired archive got
+    78 slices of the 6-slice folders against another's 54, and the kernels' mean spectra then
+    differed by more than the kernels do (docs/training.md, "Fourth round")."""
     by_scan: dict[str, list[dict[str, Any]]] = {}
     for s in series:
         by_scan.setdefault(str(s.get("scan", s["study_uid"])), []).append(s)
     domains = sorted({int(s["domain"]) for s in series})
+    by_source: dict[str, list[str]] = {}
+    for key, group in by_scan.items():
+        by_source.setdefault(str(group[0].get("source", "")), []).append(key)
     kept = []
-    for turn, key in enumerate(sorted(by_scan)):
-        group = by_scan[key]
-        want = domains[turn % len(domains)]
-        kept.append(next((s for s in group if int(s["domain"]) == want), group[0]))
+    turn = 0
+    for source in sorted(by_source):
+        for key in sorted(by_source[source]):
+            group = by_scan[key]
+            want = domains[turn % len(domains)]
+            kept.append(next((s for s in group if int(s["domain"]) == want), group[0]))
+            turn += 1
     return kept
 
 
