@@ -2,9 +2,11 @@
 
     python benchmarks/eval_summary.py eval.json --model "model resim-fr-v1"
 
-Prints two markdown tables: PSNR per data set and direction (model / filter / identity, the
-better of model and filter in bold), and the model's largest |bias| per data set and region
-beside the filter's.
+Prints markdown tables: PSNR per data set and direction (model / filter / identity, the
+better of model and filter in bold); the model's largest |bias| per data set and region
+beside the filter's; the noise SD ratio to the true target per data set and direction (model /
+filter / identity); and, where the evaluation had a QA phantom (--qa), the MTF50 ratio of the
+converted phantom to the target kernel's (model / filter / identity).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def main() -> None:
     ap.add_argument("--model", required=True, help='row name in the JSON, e.g. "model NAME"')
     args = ap.parse_args()
     data = json.loads(args.eval_json.read_text())
+    qa = data.pop("qa", None)  # MTF50 of the QA phantom: no PSNR, its own table
     # the directions in model_eval's order, as the data sets hold them
     directions = list(dict.fromkeys(d for m in data.values() for d in m["identity"]))
 
@@ -56,6 +59,20 @@ def main() -> None:
         flaa = methods["filter"].get("B70f -> B30f", {}).get("laa")
         cells.append("-" if laa is None else f"{laa:+.2f} ({flaa:+.2f})")
         print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
+
+    print()
+    print("| data, noise SD ratio to the true target | " + " | ".join(directions) + " |")
+    print("|---|" + "---|" * len(directions))
+    for name, methods in data.items():
+        cells = ["-" if d not in methods[args.model] else " / ".join(
+            f"{methods[k][d]['noise ratio']:.2f}" for k in (args.model, "filter", "identity"))
+            for d in directions]
+        print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
+    if qa is not None:
+        print("| QA phantom, MTF50 ratio to the target's | " + " | ".join(
+            "-" if d not in qa[args.model] else " / ".join(
+                f"{qa[k][d]['ratio']:.2f}" for k in (args.model, "filter", "identity"))
+            for d in directions) + " |")
 
 
 if __name__ == "__main__":
