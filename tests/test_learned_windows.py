@@ -189,3 +189,34 @@ def test_spectral_feature_matching_learns_a_kernel_pair_from_unpaired_noise() ->
     zero = torch.zeros(4, dtype=torch.long)
     assert float(targets.loss(draw(4, True).float(), zero, [px] * 4)) < 0.01
     assert float(targets.loss(draw(4, False).float(), zero, [px] * 4)) > 0.1
+
+
+BUNDLED = Path(__file__).resolve().parent.parent / "models" / "unpaired-lw-v1.safetensors"
+
+
+def test_bundled_unpaired_model_converts_unseen_patients_toward_the_target(
+        sim: Path, tmp_path: Path, capsys) -> None:
+    """The shipped unpaired model (models/unpaired-lw-v1.md): trained without any pair, its
+    learnt windows convert a simulated patient it never saw closer to the true other kernel
+    than leaving it unchanged, in both directions, and keep local mean HU (convert's check)."""
+    from kernelconv.dicom.dataset import read_hu_slices
+    from kernelconv.engines.torch_engine import TorchEngine
+    from kernelconv.evaluation.metrics import psnr
+    from kernelconv.modelfile import read_info
+
+    info = read_info(BUNDLED)
+    assert "g_base learned" in info.provenance["method"]
+    assert "one kernel per scan" in info.provenance["method"]
+    assert not info.provenance["config"]["paired"]
+    engine = TorchEngine(BUNDLED, "cpu")
+    assert engine.correction_is_zero()  # the learnt windows alone: converts at filter speed
+    hu = {k: np.stack(read_hu_slices(sorted((sim / "patient-000" / k).iterdir()))[0])
+          for k in ("B30f", "B70f")}
+    for src, dst in (("B70f", "B30f"), ("B30f", "B70f")):
+        out = engine.convert(hu[src], src, dst)
+        assert psnr(out, hu[dst]) > psnr(hu[src], hu[dst]) + 3.0, (src, dst)
+    code, _, err = run_cli(["convert", sim / "patient-000" / "B70f", tmp_path / "conv", "--to",
+                            "B30f", "--model", BUNDLED], capsys)
+    assert code == 0, err
+    report = json.loads((tmp_path / "conv" / "kernelconv-report.json").read_text())
+    assert report["series"][0]["hu_check"]["passed"]
