@@ -19,6 +19,8 @@ and draws the radial NPS curves of every method beside the true target's (--png)
     python benchmarks/texture_eval.py --data data/heldout/sim-reference \\
         --model resim-fr-v1 --model runs/u13/models/X.safetensors --png nps.png
 
+--all-directions adds sharp -> soft (its noise SD against the noiseless truth, where the
+evaluation of model_eval.py measures noise as the residual after a low-pass instead);
 --edge-margin-mm 3 keeps the noise region 3 mm away from the soft tissue's edges, which tells
 an error at edges (over- or under-sharpened boundaries) from a change of texture.
 """
@@ -45,6 +47,7 @@ from kernelconv.evaluation.evaluate import (
 from kernelconv.evaluation.metrics import laa950, psnr
 
 SOFT_TO_SHARP = [("B30f", "B50f"), ("B30f", "B70f"), ("B50f", "B70f")]
+SHARP_TO_SOFT = [("B70f", "B30f"), ("B70f", "B50f"), ("B50f", "B30f")]
 
 
 def load_scans(folder: Path) -> list[tuple[dict[str, tuple[np.ndarray, float]],
@@ -69,13 +72,14 @@ def load_scans(folder: Path) -> list[tuple[dict[str, tuple[np.ndarray, float]],
 
 def measure(engine: Any, scans: list[tuple[dict[str, tuple[np.ndarray, float]],
                                            np.ndarray, np.ndarray]],
-            margin_mm: float = 0.0) -> dict[str, dict[str, Any]]:
+            margin_mm: float = 0.0,
+            directions: list[tuple[str, str]] = SOFT_TO_SHARP) -> dict[str, dict[str, Any]]:
     """Per direction: PSNR, noise SD ratio and the mean radial NPS of result and target;
     with ``margin_mm`` the soft-tissue region keeps that far from its edges (edge errors,
     such as over-sharpened boundaries, then stay out of the noise)."""
     acc: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for scan, truth, lung in scans:
-        for src, dst in SOFT_TO_SHARP:
+        for src, dst in directions:
             (x, px), (ref, _) = scan[src], scan[dst]
             pred = np.clip(engine.convert(np.clip(x, -1024, 3071), src, dst, px), -1024, 3071)
             bins = np.arange(0.0, 5.0 / px, 0.1)
@@ -152,6 +156,8 @@ def main() -> None:
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--no-bound", action="store_true",
                     help="leave out the oracle bound 'filter + missing noise'")
+    ap.add_argument("--all-directions", action="store_true",
+                    help="also measure sharp -> soft (noise SD against the noiseless truth)")
     ap.add_argument("--edge-margin-mm", type=float, default=0.0,
                     help="measure noise only this far inside the soft tissue's edges "
                          "(default 0: the whole region)")
@@ -162,13 +168,15 @@ def main() -> None:
         selected = select_engine(EngineSpec(model=m, device="cpu"))
         methods[selected.info.name if selected.info else m] = selected.factory()
     margin = args.edge_margin_mm
-    results = {label: measure(engine, scans, margin) for label, engine in methods.items()}
+    directions = SOFT_TO_SHARP + (SHARP_TO_SOFT if args.all_directions else [])
+    results = {label: measure(engine, scans, margin, directions)
+               for label, engine in methods.items()}
     if not args.no_bound:
         f = results["filter"]
         missing = {n: (d["freq"], np.clip(np.nan_to_num(d["nps ref"] - d["nps pred"]), 0, None))
                    for n, d in f.items()}
         results["filter + missing noise (oracle bound)"] = measure(
-            MissingNoise(methods["filter"], missing), scans, margin)
+            MissingNoise(methods["filter"], missing), scans, margin, directions)
     where = f", soft tissue at least {margin:g} mm inside its edges" if margin > 0 else ""
     lines = [f"### Soft -> sharp noise texture on {args.data} "
              f"({sum(len(t) for _, t, _ in scans)} slices{where})", "",
@@ -191,8 +199,8 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, axes = plt.subplots(1, len(SOFT_TO_SHARP), figsize=(5 * len(SOFT_TO_SHARP), 4))
-        for ax, (src, dst) in zip(axes, SOFT_TO_SHARP, strict=True):
+        fig, axes = plt.subplots(1, len(directions), figsize=(5 * len(directions), 4))
+        for ax, (src, dst) in zip(axes, directions, strict=True):
             name = f"{src} -> {dst}"
             first = next(iter(results.values()))[name]
             ax.plot(first["freq"], first["nps ref"], "k", lw=2.5, label=f"true {dst}")
