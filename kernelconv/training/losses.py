@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernelconv.hu import hu_to_unit
 from kernelconv.kernel_response import REFERENCE_PIXEL_MM
 from kernelconv.nets.discriminator import Discriminator
 from kernelconv.nets.generator import Generator
+from kernelconv.nets.spectrum import N_LPCM_RINGS, log_ring_power
 
 
 def _num(t: torch.Tensor) -> float:
@@ -97,8 +100,6 @@ class SpectralTargets:
     BODY_HU = -500.0
 
     def __init__(self, n_domains: int, momentum: float = 0.0) -> None:
-        from kernelconv.nets.spectrum import N_LPCM_RINGS
-
         self.momentum = momentum
         self.mean = torch.zeros(n_domains, N_LPCM_RINGS, dtype=torch.float64)
         self.seen = torch.zeros(n_domains, N_LPCM_RINGS, dtype=torch.float64)
@@ -106,22 +107,21 @@ class SpectralTargets:
     @classmethod
     def body(cls, x: torch.Tensor) -> torch.Tensor:
         """(B,) bool: which items (network scale, [-1, 1]) are at least half body."""
-        import numpy as np
-
-        from kernelconv.hu import hu_to_unit
-
         level = float(hu_to_unit(np.array([cls.BODY_HU]))[0])
         return (x[:, 0] > level).float().mean(dim=(1, 2)) >= cls.BODY_FRACTION
 
+    @staticmethod
+    def spacings(pixel_mm: Sequence[float] | None, n: int) -> Sequence[float]:
+        """Each item's pixel spacing; the reference scanner's where the batch has none."""
+        return pixel_mm or [REFERENCE_PIXEL_MM] * n
+
     @torch.no_grad()
     def update(self, real: torch.Tensor, labels: torch.Tensor,
-               pixel_mm: Sequence[float]) -> None:
-        from kernelconv.nets.spectrum import log_ring_power
-
+               pixel_mm: Sequence[float] | None) -> None:
         keep = self.body(real).cpu()
         if not keep.any():
             return
-        spec = log_ring_power(real, pixel_mm).double().cpu()[keep]
+        spec = log_ring_power(real, self.spacings(pixel_mm, len(real))).double().cpu()[keep]
         lab = labels.cpu()[keep]
         for d in lab.unique().tolist():
             m = spec[lab == d].nanmean(dim=0)
@@ -130,13 +130,12 @@ class SpectralTargets:
             rate = torch.clamp(1.0 / self.seen[d, ok], min=self.momentum)
             self.mean[d, ok] = (1.0 - rate) * self.mean[d, ok] + rate * m[ok]
 
-    def loss(self, fake: torch.Tensor, target: torch.Tensor, pixel_mm: Sequence[float],
-             source: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(self, fake: torch.Tensor, target: torch.Tensor,
+             pixel_mm: Sequence[float] | None, source: torch.Tensor | None = None
+             ) -> torch.Tensor:
         """The feature-matching term for ``fake`` (converted to ``target``); the items that
         count are those whose ``source`` (the images converted; default ``fake``) is body."""
-        from kernelconv.nets.spectrum import log_ring_power
-
-        spec = log_ring_power(fake, pixel_mm)
+        spec = log_ring_power(fake, self.spacings(pixel_mm, len(fake)))
         keep = self.body(fake if source is None else source)
         terms = []
         for d in target[keep].unique().tolist():
@@ -207,7 +206,7 @@ class StarGanLoss:
             fake, g_feat = self.generate(real, label, target, pixel_mm,  # type: ignore[misc]
                                          return_feature=True)
         if self.spectral is not None:
-            self.spectral.update(real, label, pixel_mm or [REFERENCE_PIXEL_MM] * len(real))
+            self.spectral.update(real, label, pixel_mm)
         out_real, cls_real, _ = self.disc(real)
         out_fake, _, d_map = self.disc(fake.detach())
         adv = -out_real.mean() + out_fake.mean()
@@ -231,7 +230,7 @@ class StarGanLoss:
         the identity (docs/training.md, "Unpaired training that learns"). The paper has no
         such phase."""
         if self.spectral is not None:
-            self.spectral.update(real, label, pixel_mm or [REFERENCE_PIXEL_MM] * len(real))
+            self.spectral.update(real, label, pixel_mm)
         cls = F.cross_entropy(self.disc(real)[1].float(), label)
         return self.w.cls * cls, {"D/cls": _num(cls)}
 
@@ -265,8 +264,7 @@ class StarGanLoss:
         loss = self.w.adv * adv + self.w.cls * cls + self.w.cyc * cyc
         stats = {"G/adv": _num(adv), "G/cls": _num(cls), "G/cyc": _num(cyc)}
         if self.spectral is not None:
-            spec = self.spectral.loss(fake, target, pixel_mm or [REFERENCE_PIXEL_MM] * len(real),
-                                      source=real)
+            spec = self.spectral.loss(fake, target, pixel_mm, source=real)
             loss = loss + self.w.spectral * spec
             stats["G/spectral"] = _num(spec)
         if real_target is not None and self.w.paired > 0:
