@@ -33,7 +33,7 @@ from kernelconv.kernels import KernelAliases, read_kernel_map
 from kernelconv.pacs.config import ListenConfig
 from kernelconv.pacs.forward import send_files
 from kernelconv.pacs.spool import Spool
-from kernelconv.pipeline import convert_series, plan_series
+from kernelconv.pipeline import convert_series, plan_series, resolve_kernels
 
 log = logging.getLogger("kernelconv.listen")
 
@@ -52,9 +52,10 @@ class Listener:
         cfg = cfg.validated()
         kernel_map = read_kernel_map(cfg.kernel_map) if cfg.kernel_map else {}
         self.table = KernelAliases.for_domains(domains, kernel_map)
-        # the same resolution, and the same error, as `convert --to`
-        self.cfg = replace(cfg, target=self.table.resolve_target(cfg.target, owner))
-        self.options = self.cfg.convert_options(kernel_map)
+        # the same resolution, and the same errors, as `convert --to` and `--from`
+        self.options = cfg.convert_options(kernel_map)
+        resolve_kernels(self.options, self.table, owner)
+        self.cfg = replace(cfg, target=self.options.target)
         self.engine_factory = engine_factory
         self.engine: Engine | None = None
         self.spool = Spool(cfg.spool)
