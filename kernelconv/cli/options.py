@@ -95,7 +95,9 @@ def engine_options(func: F) -> F:
                           "CPU, docs/performance.md)."),
         click.option("--batch-size", type=click.IntRange(1, 1024),
                      default=ConvertOptions.batch_size,
-                     help="Slices per forward pass."),
+                     help="Slices (Enhanced CT: frames) converted and HU-checked together: "
+                          "on a GPU one forward pass; on the CPU the network runs one slice "
+                          "at a time and this bounds the memory of the filter and the check."),
         click.option("--max-bias", type=click.FloatRange(0.0), default=ConvertOptions.max_bias,
                      metavar="HU",
                      help="Refuse (exit 1, nothing written) a series whose conversion moved the "
