@@ -331,7 +331,7 @@ def test_preview_png_is_written(sharp_series: Path, tmp_path: Path, tiny_model: 
                             "--model", tiny_model, "--preview", png], capsys)
     assert code == 0, err
     img = Image.open(png)
-    assert img.format == "PNG" and img.size[0] == 3 * 256
+    assert img.format == "PNG" and img.size[0] > 3 * 256  # slices, then full-resolution zooms
     assert np.asarray(img).std() > 10  # not blank
 
 
