@@ -37,7 +37,7 @@ Examples:
   torchrun --nproc-per-node 4 -m kernelconv convert archive/ out/ --to B30f
 
 \b
-Output: OUT/<StudyInstanceUID>/<target>_<source SeriesInstanceUID>/<file name>,
+Output: OUT/<StudyInstanceUID>/<target>_<source SeriesInstanceUID>/<file>,
 plus OUT/kernelconv-report.json.
 Exit codes: 0 all converted or skipped, 1 a series failed, 2 usage, 3 model,
 4 input, 5 output, 70 internal error (docs/usage.md).
