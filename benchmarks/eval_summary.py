@@ -4,10 +4,10 @@
 
 Prints markdown tables: PSNR per data set and direction (model / filter / identity, the
 better of model and filter in bold, and the number of slices); the model's PSNR minus the
-filter's, as the mean of the paired per-slice differences with their SD and a bootstrap 95%
-interval, per data set and pooled over the simulated sets (every set but the real phantom);
-the model's largest |bias| per data set and region beside the filter's, and how many
-series the HU check passed at convert's default limit; the noise SD ratio to
+filter's (or --baseline's), as the mean of the paired per-slice differences with their SD
+and a bootstrap 95% interval, per data set and pooled over the simulated sets (every set but
+the real phantom); the model's largest |bias| per data set and region beside the filter's,
+and how many series the HU check passed at convert's default limit; the noise SD ratio to
 the true target per data set and direction (model / filter / identity); and, where the
 evaluation had a QA phantom (--qa), the MTF50 ratio of the converted phantom to the target
 kernel's (model / filter / identity).
@@ -28,6 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("eval_json", type=Path)
     ap.add_argument("--model", required=True, help='row name in the JSON, e.g. "model NAME"')
+    ap.add_argument("--baseline", default="filter",
+                    help='the row the PSNR difference table compares with (default: filter)')
     args = ap.parse_args()
     data = json.loads(args.eval_json.read_text())
     qa = data.pop("qa", None)  # MTF50 of the QA phantom: no PSNR, its own table
@@ -49,7 +51,7 @@ def main() -> None:
         print(f"| {Path(name).name} ({n}) | " + " | ".join(cells) + " |")
 
     print()
-    print("| model - filter, dB: mean (per-slice SD, 95% interval, slices) | "
+    print(f"| model - {args.baseline}, dB: mean (per-slice SD, 95% interval, slices) | "
           + " | ".join(directions) + " |")
     print("|---|" + "---|" * len(directions))
     pooled: dict[str, tuple[list[float], list[float]]] = {d: ([], []) for d in directions}
@@ -59,7 +61,8 @@ def main() -> None:
             if d not in methods[args.model]:
                 cells.append("-")
                 continue
-            a, b = methods[args.model][d]["psnr_slices"], methods["filter"][d]["psnr_slices"]
+            a = methods[args.model][d]["psnr_slices"]
+            b = methods[args.baseline][d]["psnr_slices"]
             if "phantom" not in name:
                 pooled[d][0].extend(a)
                 pooled[d][1].extend(b)
