@@ -102,7 +102,7 @@ def read_series(series: Series | Path) -> tuple[dict[float, np.ndarray], float, 
     return by_z, pixel_spacing_mm(first) or REFERENCE_PIXEL_MM, first
 
 
-def paired_scans(folder: Path, aliases: dict[str, str] | None = None) -> list[Scan]:
+def paired_series(folder: Path, aliases: dict[str, str] | None = None) -> list[Scan]:
     """Scans as {kernel: series}, paired by study (or, for the phantom's differently-UID'd
     exports, by parent folder); kernels renamed by ``aliases``."""
     groups: dict[str, Scan] = defaultdict(dict)
@@ -111,6 +111,28 @@ def paired_scans(folder: Path, aliases: dict[str, str] | None = None) -> list[Sc
         key = series.study_uid if aliases is None else str(Path(series.folder).parent)
         groups[key][kernel] = series
     return [kernels for kernels in groups.values() if len(kernels) >= 2]
+
+
+def paired_scans(folder: Path, aliases: dict[str, str] | None = None
+                 ) -> list[dict[str, tuple[np.ndarray, float]]]:
+    """The same scans read into memory, {kernel: (slices (n, H, W) at the positions all
+    kernels share, pixel mm)}: for benchmarks that convert in memory (texture_eval.py)."""
+    scans = []
+    for scan in paired_series(folder, aliases):
+        read = {k: read_series(series) for k, series in scan.items()}
+        common = sorted(set.intersection(*(set(by_z) for by_z, _, _ in read.values())))
+        if common:
+            scans.append({k: (np.stack([by_z[z] for z in common]), px)
+                          for k, (by_z, px, _) in read.items()})
+    return scans
+
+
+class Identity:
+    """The unchanged image, as an in-memory engine (texture_eval.py)."""
+
+    def convert(self, hu: np.ndarray, source: str, target: str,
+                pixel_mm: float = REFERENCE_PIXEL_MM) -> np.ndarray:
+        return hu.astype(np.float32)
 
 
 def convert_series(method: Method, series: Series, source: str, target: str, work: Path
@@ -275,10 +297,10 @@ def main() -> None:
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--qa", type=Path, help="a simulated QA phantom in every kernel")
     args = ap.parse_args()
-    sets = {str(d): paired_scans(d) for d in args.data}
+    sets = {str(d): paired_series(d) for d in args.data}
     if args.phantom:
-        sets[f"{args.phantom} (FC51 as B70f, FC13 as B30f)"] = paired_scans(args.phantom,
-                                                                         PHANTOM_KERNELS)
+        sets[f"{args.phantom} (FC51 as B70f, FC13 as B30f)"] = paired_series(args.phantom,
+                                                                          PHANTOM_KERNELS)
     methods = [Method("identity", None),
                Method("filter", select_engine(EngineSpec(method="filter")))]
     for m in args.model:

@@ -16,7 +16,7 @@ from model_eval import (  # noqa: E402
     convert_series,
     evaluate,
     paired_difference,
-    paired_scans,
+    paired_series,
     read_series,
 )
 
@@ -54,7 +54,7 @@ def test_evaluated_prediction_is_what_convert_writes(
 
 
 def test_identity_is_the_source_as_stored(tmp_path: Path) -> None:
-    scans = paired_scans(EXAMPLES)
+    scans = paired_series(EXAMPLES)
     (scan,) = [s for s in scans if {"B70f", "B30f"} <= set(s)]
     figures = evaluate(Method("identity", None), [scan], tmp_path)
     f = figures["B70f -> B30f"]
