@@ -1,5 +1,5 @@
-"""Atomic file writes (the one owner of the temporary-file + ``os.replace`` pattern), and
-reading a JSON settings file.
+"""Atomic file writes (the one owner of the temporary-file + ``os.replace`` pattern), checking
+an output location before any work, and reading a JSON settings file.
 
 A reader (or a crash) never sees a half-written file: content goes to a temporary sibling
 named ``<name>.<pid>-<thread>.part`` in the same folder (same file system), which replaces the
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kernelconv.errors import UsageError
+from kernelconv.errors import OutputError, UsageError
 
 PART_SUFFIX = ".part"
 
@@ -55,6 +55,60 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
 def atomic_write_text(path: Path, text: str, fsync: bool = False) -> None:
     with atomic_path(path, fsync) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+@contextlib.contextmanager
+def output_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn an OSError while writing ``what`` (e.g. "--preview") at ``path`` into a one-line
+    OutputError (exit 5) naming both."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"{what} {path}: cannot write ({_reason(exc)})") from None
+
+
+def probe_output(path: Path, what: str, folder: bool) -> None:
+    """Check before any work that ``path`` (a folder, or a file when not ``folder``) can be
+    written, so that an unusable location fails at once (OutputError, exit 5) rather than after
+    hours of work. Creates the missing folders and a temporary file in the one that would hold
+    the output, then removes everything it created: the location is left as it was."""
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path}: exists and is not a folder")
+    if not folder and path.is_dir():
+        raise OutputError(f"{what} {path}: is a folder, not a file")
+    holder = path if folder else path.parent
+    missing = []
+    for parent in (holder, *holder.parents):
+        if parent.is_dir():
+            break
+        if parent.exists():
+            raise OutputError(f"{what} {path}: {parent} is not a folder")
+        missing.append(parent)
+    created: list[Path] = []
+    try:
+        with output_errors(path, what):
+            for d in reversed(missing):
+                d.mkdir()
+                created.append(d)
+            probe = part_path(holder / ".kernelconv-probe")
+            probe.write_bytes(b"")
+            probe.unlink()
+    finally:
+        for d in reversed(created):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def write_output_text(path: Path, text: str, what: str) -> None:
+    """Write a text output (atomically, creating its folder); a failure is an OutputError
+    naming ``what`` and the path."""
+    with output_errors(path, what):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
 
 
 def read_settings_file(path: Path, what: str) -> dict[str, Any]:

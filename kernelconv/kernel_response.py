@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from kernelconv.errors import UsageError
+from kernelconv.vendor_kernels import VENDOR_KERNELS
+from kernelconv.vendor_kernels import WINDOWS as VENDOR_WINDOWS
+from kernelconv.vendor_kernels import targets as vendor_targets
 
 #: the pixel spacing the kernel specification is stated at (350 mm field of view on 512 x 512),
 #: and the spacing assumed when a header gives none
@@ -155,13 +158,28 @@ def responses_from_json(items: object) -> ResponseTable:
     return table
 
 
+def vendor_responses() -> tuple[KernelResponse, ...]:
+    """The vendor kernels of :mod:`kernelconv.vendor_kernels` as kernel responses (window,
+    sharpness rank, uncertainty, source)."""
+    out = []
+    for k in VENDOR_KERNELS:
+        cutoff, order = VENDOR_WINDOWS[k.name]
+        t50, t10 = vendor_targets(k)
+        tol50, tol10 = k.uncertainty * t50, k.uncertainty * t10
+        out.append(KernelResponse(
+            k.name, cutoff=cutoff, order=order, sharpness=float(k.siemens_number),
+            mtf50=(round(t50, 3), round(tol50, 3)), mtf10=(round(t10, 3), round(tol10, 3)),
+            uncertainty=k.uncertainty,
+            source=f"{k.vendor} {k.use} kernel: {k.basis}; window fitted to MTF50 {t50:.2f} / "
+                   f"MTF10 {t10:.2f} lp/cm (kernelconv/vendor_kernels.py)"))
+    return tuple(out)
+
+
 _FULL_TABLE: ResponseTable = {}
 
 
 def _builtin() -> ResponseTable:
     if not _FULL_TABLE:
-        from kernelconv.vendor_kernels import vendor_responses
-
         _FULL_TABLE.update({k.name: k for k in BUILTIN_RESPONSES})
         for k in vendor_responses():
             _FULL_TABLE.setdefault(k.name, k)
@@ -253,6 +271,16 @@ def domain_sharpness(domains: Iterable[str], known: Mapping[str, float] | None =
 PROJECTION_NYQUIST_LPCM = 10.0 / (2.0 * 0.3525)
 
 
+def _noise_weight(f: np.ndarray, highpass_sigma_mm: float | None) -> np.ndarray:
+    """FBP noise variance density over radial frequency f (lp/cm) for a unit window: f^2
+    (ramp squared over the backprojection's 1/f density), times (1 - Gaussian)^2 for noise
+    measured after removing a Gaussian low-pass of ``highpass_sigma_mm``."""
+    weight = f**2
+    if highpass_sigma_mm:
+        weight = weight * (1.0 - np.exp(-2.0 * (np.pi * highpass_sigma_mm * f / 10.0) ** 2)) ** 2
+    return weight
+
+
 def predicted_noise_ratio(source: str, target: str, table: ResponseTable | None = None,
                           highpass_sigma_mm: float | None = None) -> float | None:
     """Noise SD of ``target`` over that of ``source`` for the same raw data, from the windows.
@@ -269,10 +297,7 @@ def predicted_noise_ratio(source: str, target: str, table: ResponseTable | None 
     if source not in tab or target not in tab:
         return None
     f = np.linspace(0.0, PROJECTION_NYQUIST_LPCM, 4096)
-    weight = f**2
-    if highpass_sigma_mm:
-        f_mm = f / 10.0
-        weight = weight * (1.0 - np.exp(-2.0 * (np.pi * highpass_sigma_mm * f_mm) ** 2)) ** 2
+    weight = _noise_weight(f, highpass_sigma_mm)
 
     def variance(name: str) -> float:
         w = tab[name].window(f)
@@ -286,14 +311,106 @@ def allowed_noise_ratio(source: str, target: str, table: ResponseTable | None = 
     """The most noise amplification a conversion from ``source`` to ``target`` may bring: the
     ratio the windows predict (:func:`predicted_noise_ratio`), lowered by the kernels'
     combined ``uncertainty`` u (root sum of squares) to one SD below it, ratio x exp(-u), so
-    that an uncertain description errs towards less noise. None when a kernel is not in the
-    table."""
+    that an uncertain description errs towards less noise, but never below 1 when the ratio
+    is above 1: a conversion to a sharper kernel may keep the input's noise, it must not
+    remove it (GE STANDARD -> BONE, estimates +-30 % each: 1.27 lowered to 0.84, and the
+    filter came out smoother than its input). None when a kernel is not in the table."""
     tab = table if table is not None else _builtin()
     ratio = predicted_noise_ratio(source, target, tab)
     if ratio is None:
         return None
     u = float(np.hypot(tab[source].uncertainty, tab[target].uncertainty))
-    return ratio * float(np.exp(-u))  # one SD below, for a log-normal relative uncertainty u
+    lowered = ratio * float(np.exp(-u))  # one SD below, for a log-normal uncertainty u
+    return max(lowered, 1.0) if ratio > 1.0 else lowered
+
+
+def _measured_noise(spec: KernelResponse) -> float | None:
+    """A calibrated kernel's measured noise SD relative to its ``noise_reference`` (the middle
+    of its range); None for kernels whose noise figures are a specification, not a
+    measurement (the window predicts those better: :func:`predicted_noise_ratio`)."""
+    if not spec.tabulated or spec.noise_ratio is None:
+        return None
+    lo, hi = spec.noise_ratio
+    return 0.5 * (lo + hi) if lo > 0 and hi > 0 else None
+
+
+@dataclass(frozen=True)
+class KernelTable:
+    """The kernel responses one conversion runs on, with a site calibration's fitted
+    transfers: the one owner of "which kernel table applies to this conversion".
+
+    The engine converts with it (the filter, a filter_residual model's base filter) and the
+    pipeline's HU check takes its expected noise ratio from the same object, so a
+    ``--kernel-table`` site calibration or the responses stored in a model file mean the same
+    to both. ``label`` names it in messages and method ids ("built-in", a file's stem and
+    hash, a model's id); :meth:`digest` enters the derived UIDs, so output converted with
+    another table never shares a UID.
+    """
+
+    responses: ResponseTable
+    transfers: TransferTable = field(default_factory=dict)
+    label: str = "built-in"
+
+    @classmethod
+    def builtin(cls) -> KernelTable:
+        return cls(builtin_table())
+
+    @classmethod
+    def load(cls, path: Path | None) -> KernelTable:
+        """The built-in kernels plus a JSON kernel table (and its fitted transfers, from
+        `kernelconv calibrate`); labelled by the file's stem and an 8-digit hash of its
+        content. UsageError naming the file when it is invalid."""
+        if path is None:
+            return cls.builtin()
+        import hashlib
+
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read kernel table ({exc.strerror})") from None
+        return cls(load_response_table(path), load_transfers(path), f"{path.stem}-{digest}")
+
+    def __contains__(self, kernel: object) -> bool:
+        return kernel in self.responses
+
+    def expected_noise_ratio(self, source: str, target: str,
+                             highpass_sigma_mm: float | None = None) -> float | None:
+        """Noise SD of ``target`` over ``source`` for the same raw data, as this table knows
+        the two kernels: measured by a calibration where both kernels were calibrated against
+        the same reference, else through the fitted transfer or the windows with the FBP
+        noise model (:func:`predicted_noise_ratio`). None when a kernel is unknown."""
+        if source == target:
+            return 1.0
+        src, dst = self.responses.get(source), self.responses.get(target)
+        if src is None or dst is None:
+            return None
+        ms, mt = _measured_noise(src), _measured_noise(dst)
+        if ms is not None and mt is not None and src.noise_reference == dst.noise_reference:
+            return mt / ms
+        fitted = self.transfers.get((source, target))
+        if fitted is None:
+            return predicted_noise_ratio(source, target, self.responses, highpass_sigma_mm)
+        f = np.linspace(0.0, PROJECTION_NYQUIST_LPCM, 4096)
+        h = np.interp(f, fitted[:, 0], fitted[:, 1])
+        weight = _noise_weight(f, highpass_sigma_mm) * src.window(f) ** 2
+        return float(np.sqrt(np.trapezoid(weight * h * h, f) / np.trapezoid(weight, f)))
+
+    def allowed_noise_ratio(self, source: str, target: str) -> float | None:
+        """:func:`allowed_noise_ratio` on this table."""
+        return allowed_noise_ratio(source, target, self.responses)
+
+    def digest(self, source: str, target: str) -> str:
+        """A 16-digit hash of everything this table says about converting ``source`` to
+        ``target`` (both responses and a fitted transfer): it changes whenever the pixels a
+        table-driven conversion writes could."""
+        import hashlib
+
+        parts = [json.dumps(asdict(self.responses[k]), sort_keys=True) if k in self.responses
+                 else f"unknown:{k}" for k in (source, target)]
+        fitted = self.transfers.get((source, target))
+        if fitted is not None:
+            parts.append(np.asarray(fitted, dtype=np.float64).tobytes().hex())
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 #: frequencies (lp/cm) on which image MTFs are evaluated: up to the simulated detector's band

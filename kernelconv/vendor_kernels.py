@@ -23,6 +23,9 @@ conservatively. None of this replaces a site calibration (`kernelconv calibrate`
 docs/calibration.md), which measures the site's own kernels. A site adds or overrides kernels
 with a JSON kernel table (``--kernel-table``).
 
+This module is data only (it imports nothing of kernelconv): the kernel response table
+(:func:`kernelconv.kernel_response.vendor_responses`) turns these entries into responses.
+
 Sources (full references in docs/calibration.md, "Vendor kernels"):
 [O09] Ohkubo M et al., Med Phys 2009, doi:10.1118/1.3123762: measured PSF/MTF of 21 kernels
       (curves as digitised in the CortidQCT project's scannerMTFTable.m).
@@ -43,8 +46,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from kernelconv.kernel_response import KernelResponse
 
 
 @dataclass(frozen=True)
@@ -191,19 +192,3 @@ WINDOWS: dict[str, tuple[float, float]] = {
     'FC55': (6.3582, 2.262),
     'FC86': (10.8989, 6.0),
 }
-
-
-def vendor_responses() -> tuple[KernelResponse, ...]:
-    """The vendor kernels as kernel responses (window, sharpness rank, uncertainty, source)."""
-    out = []
-    for k in VENDOR_KERNELS:
-        cutoff, order = WINDOWS[k.name]
-        t50, t10 = targets(k)
-        tol50, tol10 = k.uncertainty * t50, k.uncertainty * t10
-        out.append(KernelResponse(
-            k.name, cutoff=cutoff, order=order, sharpness=float(k.siemens_number),
-            mtf50=(round(t50, 3), round(tol50, 3)), mtf10=(round(t10, 3), round(tol10, 3)),
-            uncertainty=k.uncertainty,
-            source=f"{k.vendor} {k.use} kernel: {k.basis}; window fitted to MTF50 {t50:.2f} / "
-                   f"MTF10 {t10:.2f} lp/cm (kernelconv/vendor_kernels.py)"))
-    return tuple(out)

@@ -59,6 +59,6 @@ def test_bad_settings_are_one_line_usage_errors(settings: dict, message: str) ->
 def test_target_and_a_destination_are_required() -> None:
     with pytest.raises(UsageError, match="--to KERNEL is required"):
         ListenConfig().validated()
-    with pytest.raises(UsageError, match="--out DIR and/or --forward"):
+    with pytest.raises(UsageError, match="--out-dir DIR and/or --forward"):
         ListenConfig(target="B30f").validated()
     assert ListenConfig(target="B30f", out=Path("x")).validated().out == Path("x")

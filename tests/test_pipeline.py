@@ -14,6 +14,7 @@ import pytest
 from helpers import ct5n_dir, dicom_file, make_series, output_series_dirs, read_all, run_cli
 
 from kernelconv.dicom.discovery import discover
+from kernelconv.kernel_response import KernelTable
 from kernelconv.pipeline import ConvertOptions, run_convert, shard
 
 
@@ -24,6 +25,7 @@ class IdentityEngine:
     method_id = "identity-test"
     domains = ("B30f", "B50f", "B70f")
     domain_sharpness = {"B30f": 30.0, "B50f": 50.0, "B70f": 70.0}
+    kernel_table = KernelTable.builtin()
 
     def convert(self, hu: np.ndarray, source: str, target: str,
                 pixel_mm: float = 0.68) -> np.ndarray:

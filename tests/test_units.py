@@ -13,7 +13,7 @@ from helpers import make_tiny_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernelconv.dicom.derived import derived_uid
+from kernelconv.dicom.derived import Derivation, derived_uid
 from kernelconv.dicom.paths import file_names, sanitise
 from kernelconv.errors import KernelError, ModelError
 from kernelconv.hu import hu_to_stored, hu_to_unit, stored_range, stored_to_hu, unit_to_hu
@@ -143,8 +143,9 @@ def test_file_names_unique() -> None:
 
 @given(st.text(min_size=1, max_size=64), st.text(min_size=1, max_size=20))
 def test_derived_uids_are_valid_and_deterministic(src: str, model: str) -> None:
-    a = derived_uid("instance", src, model, "B30f")
-    assert a == derived_uid("instance", src, model, "B30f")
-    assert a != derived_uid("instance", src, model, "B50f")
-    assert a != derived_uid("series", src, model, "B30f")
+    key = Derivation("B70f", "B30f", "", model, True).key
+    a = derived_uid("instance", src, key)
+    assert a == derived_uid("instance", src, key)
+    assert a != derived_uid("instance", src, Derivation("B70f", "B50f", "", model, True).key)
+    assert a != derived_uid("series", src, key)
     assert len(a) <= 64 and all(part.isdigit() for part in a.split("."))

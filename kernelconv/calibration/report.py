@@ -27,7 +27,7 @@ def plot_calibration(cal: Calibration, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("spatial frequency (lp/cm)")
     ax.set_ylabel("fitted transfer H(f)")
-    ax.set_title("Fitted transfers (least squares per ring)")
+    ax.set_title("Fitted transfers\n(least squares per ring)")
     ax.legend(fontsize=8)
     ax = axes[1]
     sys_mtf = reference_system_mtf(MTF_FREQ_LPCM)
@@ -39,8 +39,8 @@ def plot_calibration(cal: Calibration, path: Path) -> None:
     limits = [r["fitted_to_lpcm"] for r in cal.figures() if r["fitted_to_lpcm"]]
     if limits:
         ax.axvline(min(limits), color="grey", lw=0.8, ls="--")
-        ax.text(min(limits) + 0.15, 1.3, "fitted range ends\n(beyond: held)", fontsize=7,
-                color="grey")
+        ax.text(min(limits) + 0.15, 0.02, "fitted range ends\n(beyond: held)", fontsize=7,
+                color="grey", transform=ax.get_xaxis_transform())
     ax.axhline(0.5, color="grey", lw=0.5, ls=":")
     ax.axhline(0.1, color="grey", lw=0.5, ls=":")
     ax.set_xlim(0, 14)
@@ -49,13 +49,19 @@ def plot_calibration(cal: Calibration, path: Path) -> None:
     ax.set_title(f"Kernels, anchored on {cal.anchor}")
     ax.legend(fontsize=8)
     ax = axes[2]
+    drawn = set()
     for pn in cal.noise:
         for name, meas in ((pn.soft, pn.soft_noise), (pn.sharp, pn.sharp_noise)):
+            label = f"{name}: SD {meas.sd:.1f} HU ({meas.tiles} tiles)"
+            if label in drawn:  # the same kernel's tiles again, from another of its pairs
+                continue
+            drawn.add(label)
             f, nps = meas.radial()
-            ax.plot(f, nps, label=f"{name}: SD {meas.sd:.1f} HU ({meas.tiles} tiles)")
+            ax.plot(f, nps, label=label)
     ax.set_xlabel("spatial frequency (lp/cm)")
     ax.set_ylabel("NPS (HU$^2$ cm$^2$)")
-    ax.set_title("Noise power spectra (flat tiles, detrended below ~1 lp/cm)")
+    # two lines: one would run past the figure's right edge
+    ax.set_title("Noise power spectra\n(flat tiles, detrended below ~1 lp/cm)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

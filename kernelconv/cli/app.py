@@ -10,8 +10,12 @@ from kernelconv import __version__
 from kernelconv.cli.render import fail
 from kernelconv.errors import EXIT_INTERNAL, EXIT_OK, KernelconvError
 
+#: every command: -h, help text at most 80 columns wide, every default shown by click
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 80,
+                    "show_default": True}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+@click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="kernelconv")
 def cli() -> None:
     """Convert CT images between reconstruction kernels (e.g. sharp B70f -> soft B30f).
@@ -25,6 +29,16 @@ def cli() -> None:
       kernelconv convert scans/ converted/ --to B30f --dry-run
       kernelconv models
     """
+
+
+def click_message(exc: click.ClickException) -> str:
+    """A click error as the one line of every kernelconv error: the message and, for a usage
+    error, where to read the usage (click itself prints usage, hint and message on three)."""
+    message = exc.format_message().rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,9 +56,11 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="kernelconv", standalone_mode=False)
     except click.exceptions.Abort:
         fail("aborted", 130)
-    except click.ClickException as exc:
+    except click.exceptions.NoArgsIsHelpError as exc:  # `kernelconv` alone: the help
         exc.show()
         sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        fail(click_message(exc), exc.exit_code)
     except KernelconvError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ import click
 from rich.progress import Progress
 
 from kernelconv.cli.app import cli
+from kernelconv.cli.options import renamed
 from kernelconv.cli.render import err, new_table, out, progress_columns, short_path
+from kernelconv.fileio import output_errors, probe_output, write_output_text
 
 #: fewer unclipped tiles than this gave a poor fit on the real phantom (docs/calibration.md)
 MIN_GOOD_TILES = 20
@@ -19,18 +22,19 @@ MIN_GOOD_TILES = 20
 CALIBRATE_EPILOG = """
 \b
 Examples:
-  kernelconv calibrate PAIRS/ --out site-kernels.json --plot site-kernels.png
-  kernelconv calibrate --pair scan1/FC51 scan1/FC13 --pair scan2/FC51 scan2/FC13 \\
-      --out site-kernels.json
-  kernelconv calibrate --qa qa-scans/ --out site-kernels.json
-  kernelconv convert archive/ out/ --to FC13 --method filter --kernel-table site-kernels.json
+  kernelconv calibrate PAIRS/ --out-table site.json --plot site.png
+  kernelconv calibrate --pair scan1/FC51 scan1/FC13 \\
+      --pair scan2/FC51 scan2/FC13 --out-table site.json
+  kernelconv calibrate --qa qa-scans/ --out-table site.json
+  kernelconv convert archive/ out/ --to FC13 --method filter \\
+      --kernel-table site.json
 
-\b
-PAIRS/ holds, for a few scans, the same raw data reconstructed with two or more kernels. Pairs
-are found by study and frame of reference, or, where anonymisation changed those UIDs, by
-acquisition date/time, scanner and kVp; both need the same geometry and common slice
-positions. --pair names a pair of one-series folders explicitly. docs/calibration.md says how
-many slices a fit needs and how well it converts.
+PAIRS/ holds, for a few scans, the same raw data reconstructed with two or more
+kernels. Pairs are found by study and frame of reference, or, where
+anonymisation changed those UIDs, by acquisition date/time, scanner and kVp;
+both need the same geometry and common slice positions. --pair names a pair of
+one-series folders explicitly. docs/calibration.md says how many slices a fit
+needs and how well it converts.
 """
 
 
@@ -43,9 +47,11 @@ many slices a fit needs and how well it converts.
 @click.option("--qa", "qa_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Instead of pairs: QA-phantom scans, one series per kernel (the phantom "
                    "`kernelconv qa` measures); transfers from their MTF ratios.")
-@click.option("--out", "out_path", required=True,
+@click.option("--out-table", "out_path", required=True, metavar="FILE.json",
               type=click.Path(dir_okay=False, path_type=Path),
-              help="The kernel table to write (JSON; read by --kernel-table).")
+              help="The kernel table to write (JSON, its folder created; read by "
+                   "convert's --kernel-table).")
+@renamed("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Draw the fitted transfers, MTFs and noise spectra.")
 def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], ...],
@@ -62,8 +68,10 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
     from kernelconv.calibration import collect_pairs
     from kernelconv.calibration.report import plot_calibration
     from kernelconv.errors import UsageError
-    from kernelconv.fileio import atomic_write_text
 
+    probe_output(out_path, "--out-table", folder=False)
+    if plot:
+        probe_output(plot, "--plot", folder=False)
     if qa_dir is not None:
         if pairs_dirs or explicit:
             raise UsageError("calibrate: --qa replaces PAIRS and --pair; give one or the other")
@@ -79,20 +87,24 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
             raise UsageError("calibrate: give a PAIRS folder, at least one --pair SRC_DIR "
                              "REF_DIR, or --qa QA_DIR")
         pairs, notes = collect_pairs(list(pairs_dirs), list(explicit))
-        t = new_table("kernelconv calibrate: pairs", ("kernels", "slices", "pixel mm",
-                                                      "matched by", "folders"),
+        folders = [Path(f) for p in pairs for f in (p.source.folder, p.reference.folder)]
+        root = Path(os.path.commonpath(folders)) if folders else None
+        t = new_table("kernelconv calibrate: pairs" + (f" (folders under {root})" if root
+                                                       else ""),
+                      ("kernels", "slices", "pixel mm", "matched by", "folders"),
                       wrap=("matched by", "folders"))
-        for p in pairs:
+        for p in pairs:  # one folder per line, relative to what they share
             t.add_row(" <-> ".join(p.kernels), str(len(p.slices)), f"{p.pixel_mm:.3f}",
-                      p.matched_by, f"{short_path(p.source.folder)}, "
-                      f"{short_path(p.reference.folder)}")
+                      p.matched_by, f"{short_path(p.source.folder, root)}\n"
+                      f"{short_path(p.reference.folder, root)}")
         out.print(t)
         total = sum(len(p.slices) for p in pairs)
         with Progress(*progress_columns("slices"), console=err, transient=True) as prog:
             task = prog.add_task("fitting", total=total)
             cal = run_calibration(pairs, progress=lambda: prog.advance(task))
     command = "kernelconv calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    atomic_write_text(out_path, json.dumps(cal.to_json(command), indent=1) + "\n")
+    write_output_text(out_path, json.dumps(cal.to_json(command), indent=1) + "\n",
+                      "--out-table")
     t = new_table(f"kernel figures (reference scanner, anchored on {cal.anchor})",
                   ("kernel", "MTF50 lp/cm", "MTF10 lp/cm", "MTF peak", "noise ratio"))
     extrapolated = False
@@ -119,6 +131,7 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
     for note in notes:
         err.print(f"note: {note}")
     if plot:
-        plot_calibration(cal, plot)
+        with output_errors(plot, "--plot"):
+            plot_calibration(cal, plot)
         out.print(f"plot: {plot}")
     out.print(f"kernel table: {out_path} (use: --method filter --kernel-table {out_path})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,18 @@ from rich.progress import Progress
 
 from kernelconv.cli.app import cli
 from kernelconv.cli.options import dist_env, engine_options, engine_spec
-from kernelconv.cli.render import RichProgress, err, new_table, out, progress_columns, short_path
+from kernelconv.cli.render import (
+    RichProgress,
+    err,
+    new_table,
+    out,
+    progress_columns,
+    short_path,
+    unique_labels,
+)
 from kernelconv.errors import EXIT_OK, EXIT_SERIES_FAILED
+from kernelconv.fileio import output_errors, probe_output
+from kernelconv.pipeline import ConvertOptions
 
 CONVERT_EPILOG = """
 \b
@@ -20,14 +31,16 @@ Examples:
   kernelconv convert in/ out/ --to B30f
   kernelconv convert in/ out/ --to B70f --from B30f --model my-model
   kernelconv convert in/ out/ --to B30f --method filter
-  kernelconv convert in/ out/ --to B30f --kernel-map site-kernels.txt --preview out/check.png
-  kernelconv convert in/ out/ --to B30f --device cuda --precision bf16 --batch-size 16
+  kernelconv convert in/ out/ --to B30f --kernel-map site.txt --preview a.png
+  kernelconv convert in/ out/ --to B30f --device cuda --precision bf16 \\
+      --batch-size 16
   torchrun --nproc-per-node 4 -m kernelconv convert archive/ out/ --to B30f
 
 \b
-Output: OUT/<StudyInstanceUID>/<target>_<new SeriesInstanceUID>/<source file name>,
-plus OUT/kernelconv-report.json. Exit codes: 0 all converted or skipped, 1 a series
-failed, 2 usage, 3 model, 4 input, 5 output, 70 internal error.
+Output: OUT/<StudyInstanceUID>/<target>_<source SeriesInstanceUID>/<file name>,
+plus OUT/kernelconv-report.json.
+Exit codes: 0 all converted or skipped, 1 a series failed, 2 usage, 3 model,
+4 input, 5 output, 70 internal error (docs/usage.md).
 """
 
 
@@ -37,19 +50,24 @@ failed, 2 usage, 3 model, 4 input, 5 output, 70 internal error.
 @click.option("--to", "target", required=True, metavar="KERNEL",
               help="Target kernel, one of the model's kernels (e.g. B30f).")
 @engine_options
-@click.option("--series-number-offset", type=click.IntRange(0, 1_000_000), default=None,
-              help="Derived SeriesNumber = source SeriesNumber + this [default: 1000].")
+@click.option("--series-number-offset", type=click.IntRange(0, 1_000_000),
+              default=ConvertOptions.series_number_offset,
+              help="Derived SeriesNumber = source SeriesNumber + this.")
 @click.option("--overwrite", is_flag=True, help="Redo series whose output already exists.")
 @click.option("--include-derived", is_flag=True,
               help="Also convert series that kernelconv itself derived (skipped by default: "
                    "converting a converted series compounds the estimate).")
-@click.option("--dry-run", is_flag=True, help="List what would be done; write nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="List what would be done (series, model or filter, output folders); write "
+                   "nothing.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON report path [default: OUT/kernelconv-report.json].")
+              metavar="FILE.json", show_default="OUT/kernelconv-report.json",
+              help="Where to write the JSON run report.")
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
-              help="Write a PNG montage (source, converted, difference) of a middle slice "
-                   "per converted series, lung window WL -700 / WW 1500.")
-def convert(input_path: Path, output_path: Path, target: str, series_number_offset: int | None,
+              help="Write a PNG of the middle slice per converted series (up to 8): source, "
+                   "converted and difference, and zooms of a lung and a soft-tissue region "
+                   "at full resolution.")
+def convert(input_path: Path, output_path: Path, target: str, series_number_offset: int,
             overwrite: bool, include_derived: bool, dry_run: bool, report_path: Path | None,
             preview: Path | None, **shared: Any) -> None:
     """Convert every CT series under IN to kernel --to, writing derived series under OUT.
@@ -62,7 +80,7 @@ def convert(input_path: Path, output_path: Path, target: str, series_number_offs
     """
     from kernelconv.engines.select import select_engine
     from kernelconv.kernels import read_kernel_map
-    from kernelconv.pipeline import ConvertOptions, default_report_path, run_convert
+    from kernelconv.pipeline import default_report_path, run_convert
 
     rank, world, local_rank = dist_env()
     spec = engine_spec(shared)
@@ -71,54 +89,73 @@ def convert(input_path: Path, output_path: Path, target: str, series_number_offs
 
         spec = engine_spec({"device": f"cuda:{local_rank}" if torch.cuda.is_available()
                             else "cpu"}, spec)
-    defaults = ConvertOptions(target=target)
     options = ConvertOptions(
         target=target, source_override=shared.get("source"),
         kernel_map=read_kernel_map(shared["kernel_map"]) if shared.get("kernel_map") else {},
-        batch_size=shared.get("batch_size") or defaults.batch_size, overwrite=overwrite,
-        dry_run=dry_run, include_derived=include_derived,
-        max_bias=defaults.max_bias if shared.get("max_bias") is None else shared["max_bias"],
-        series_number_offset=defaults.series_number_offset if series_number_offset is None
-        else series_number_offset,
-        keep_preview=preview is not None,
+        batch_size=shared["batch_size"], overwrite=overwrite, dry_run=dry_run,
+        include_derived=include_derived, max_bias=shared["max_bias"],
+        series_number_offset=series_number_offset, keep_preview=preview is not None,
     )
     selected = select_engine(spec, notice=err.print)
+    report_path = report_path or default_report_path(output_path, rank, world)
+    # an unusable output fails now, not after the conversion (OUT = IN is refused by the
+    # pipeline without writing into the input, even a probe)
+    if not dry_run and output_path.resolve() != input_path.resolve():
+        probe_output(output_path, "OUT", folder=True)
+        probe_output(report_path, "--report", folder=False)
+        if preview is not None:
+            probe_output(preview, "--preview", folder=False)
     with Progress(*progress_columns("slices"), console=err, transient=False,
                   disable=dry_run) as bar:
         report = run_convert(input_path, output_path, selected.factory, selected.domains,
                              options, progress=RichProgress(bar), rank=rank, world_size=world,
-                             owner=selected.owner,
-                             report_path=report_path or default_report_path(output_path, rank,
-                                                                            world))
+                             owner=selected.owner, report_path=report_path)
+    if dry_run:
+        engine = selected.owner + (f" ({selected.path})" if selected.path else "")
+        if spec.method == "model":
+            engine += f", device {spec.device}, precision {spec.precision}"
+        out.print(f"would convert with {engine} into {output_path}")
     print_summary(report, dry_run, input_path)
     if preview is not None:
-        _write_previews(report, preview)
+        _write_previews(report, preview, input_path)
     sys.exit(EXIT_SERIES_FAILED if report.failed else EXIT_OK)
 
 
 def print_summary(report: Any, dry_run: bool, root: Path | None = None) -> None:
-    """The run's table (series relative to the input folder) and one stderr line per failure."""
+    """The run's table (series relative to the input folder), the output folder of each series
+    on a dry run, and one stderr line per failure."""
     table = new_table("kernelconv plan" if dry_run else "kernelconv summary",
                       ("series", "kernel", "to", "images", "status", "s", "note"),
                       wrap=("series", "note"), widths={"status": 9, "s": 4})
     style = {"converted": "green", "skipped": "yellow", "failed": "bold red", "planned": "cyan"}
-    for r in report.results:
+    labels = series_labels(report.results, root)
+    for r, label in zip(report.results, labels, strict=True):
         note = r.reason or "; ".join(r.warnings)
         if r.status == "converted" and r.hu_check:
             note = "; ".join(filter(None, [_check_note(r.hu_check), note]))
-        table.add_row(
-            short_path(r.folder, root) + (f" #{r.series_number}"
-                                          if r.series_number is not None else ""),
-            r.source_kernel or "?", r.target_kernel, str(r.images),
-            f"[{style.get(r.status, '')}]{r.status}[/]", f"{r.seconds:.1f}", note,
-        )
+        table.add_row(label, r.source_kernel or "?", r.target_kernel, str(r.images),
+                      f"[{style.get(r.status, '')}]{r.status}[/]", f"{r.seconds:.1f}", note)
     out.print(table)
+    if dry_run:
+        for r, label in zip(report.results, labels, strict=True):
+            if r.status == "planned" and r.output:
+                out.print(f"{label} -> {r.output}", soft_wrap=True)
     if report.skipped:
         out.print(f"{len(report.skipped)} file(s) or series skipped (not CT images, DICOMDIR, "
                   "unreadable...): see the report")
     for r in report.results:
         if r.status == "failed":
             print(f"kernelconv: series failed: {r.folder}: {r.reason}", file=sys.stderr)
+
+
+def series_labels(results: Sequence[Any], root: Path | None = None) -> list[str]:
+    """A short label per series, "folder #SeriesNumber" (the folder relative to ``root``),
+    unique within the run: series that would read the same get the end of their
+    SeriesInstanceUID."""
+    labels = [short_path(r.folder, root) + (f" #{r.series_number}"
+                                            if r.series_number is not None else "")
+              for r in results]
+    return unique_labels(labels, [r.series_uid for r in results])
 
 
 def _check_note(check: dict[str, Any]) -> str:
@@ -135,17 +172,18 @@ def _check_note(check: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _write_previews(report: Any, path: Path) -> None:
-    from kernelconv.preview import write_preview
+def _write_previews(report: Any, path: Path, root: Path | None) -> None:
+    from kernelconv.preview import PreviewRow, write_preview
 
-    rows = [
-        (f"{r.source_kernel} -> {r.target_kernel}", r.preview[0], r.preview[1])
-        for r in report.results if r.preview is not None
-    ][:8]
+    rows = [PreviewRow(label, r.source_kernel or "?", r.target_kernel, *r.preview)
+            for r, label in zip(report.results, series_labels(report.results, root),
+                                strict=True)
+            if r.preview is not None][:8]
     if not rows:
         err.print("no series converted in this run: no preview written")
         return
-    write_preview(rows, path)
+    with output_errors(path, "--preview"):
+        write_preview(rows, path)
     out.print(f"preview: {path}")
 
 
@@ -175,6 +213,10 @@ def models() -> None:
             table.add_row("*" if e.default else "", name, e.origin, ",".join(e.info.domains),
                           arch, "@" + e.info.weights_sha256[:12])
     out.print(table)
+    for e in entries:  # one line each: what the model is
+        if e.info is not None:
+            out.print(f"{e.path.name.removesuffix('.safetensors')}: "
+                      f"{model_description(e.path, e.info.provenance)}", markup=False)
     out.print(f"user models: {user_models_dir()}")
     out.print(f"bundled models: {bundled_models_dir() or 'none'}")
     out.print(f"bundled example series: {example_series_dir() or 'none'}")
@@ -182,3 +224,32 @@ def models() -> None:
         out.print("no models installed (the bundled default is missing from this installation): "
                   "train one (kernelconv train, kernelconv export) or copy a model file into "
                   "the user models folder")
+
+
+def model_description(path: Path, provenance: dict[str, Any], limit: int = 170) -> str:
+    """What a model is, in a sentence of at most ``limit`` characters: its provenance's
+    "description", else the first sentence of its model card (NAME.md beside the file, the
+    paragraph after the title, without markdown and asides in parentheses), else how it was
+    trained (provenance "method")."""
+    import re
+
+    text = str(provenance.get("description") or "")
+    card = path.with_name(path.name.removesuffix(".safetensors") + ".md")
+    try:
+        paragraphs = [] if text else card.read_text(encoding="utf-8").split("\n\n")
+    except OSError:
+        paragraphs = []
+    for paragraph in paragraphs:
+        para = paragraph.strip()
+        if para and not para.startswith(("#", "|", "```", "!")):
+            para = re.sub(r"^\*\*[^*]+:\*\*\s*", "", para)  # "**What it is:** "
+            para = re.sub(r"\s*\([^()]*\)", "", para.replace("**", "").replace("`", ""))
+            text = re.split(r"(?<=[A-Za-z0-9])\.\s+(?=[A-Z])", para, maxsplit=1)[0]
+            text = text.rstrip(".") + "."
+            break
+    text = " ".join((text or str(provenance.get("method", "no description"))).split())
+    if len(text) <= limit:
+        return text
+    head = text[:limit]  # too long: up to its last clause, or its last word
+    cut = max(head.rfind(": "), head.rfind("; "))
+    return head[:cut] + "." if cut >= 40 else head.rsplit(" ", 1)[0] + "..."

@@ -9,62 +9,69 @@ from typing import Any
 import click
 
 from kernelconv.cli.app import cli
-from kernelconv.cli.options import engine_options
+from kernelconv.cli.options import engine_options, given, renamed
 from kernelconv.cli.render import err, new_table, out
 from kernelconv.errors import InputError, UsageError
+from kernelconv.fileio import probe_output
 from kernelconv.pacs.config import ListenConfig
 
 LISTEN_EPILOG = """
 \b
 Examples:
-  kernelconv listen --to B30f --out converted/ --port 11112
-  kernelconv listen --to B30f --forward PACS@10.0.0.5:104 --allow-ae PACS,CT1 --stable-seconds 30
+  kernelconv listen --to B30f --out-dir converted/ --port 11112
+  kernelconv listen --to B30f --forward PACS@10.0.0.5:104 --allow-ae PACS,CT1
   kernelconv listen --config listen.json
+  kernelconv listen --config listen.json --retry-failed
   kernelconv echo KERNELCONV@localhost:11112
 
-\b
-Every received instance is fsync'd into the spool before it is acknowledged; a series is
-converted once nothing new of it has arrived for --stable-seconds; it leaves the spool only
-when written to --out and accepted by every --forward destination. Options override the
---config file, which overrides the defaults. See docs/pacs.md.
+Every received instance is fsync'd into the spool before it is acknowledged; a
+series is converted once nothing new of it has arrived for --stable-seconds; it
+leaves the spool only when written to --out-dir and accepted by every --forward
+destination. One listener per spool (a lock). Options override the --config
+file, which overrides the defaults. See docs/pacs.md.
 """
 
 _D = ListenConfig()
-
-
-def _default(value: object) -> str:
-    return f" [default: {value}]"
+_TLS = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @cli.command(epilog=LISTEN_EPILOG)
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False,
               path_type=Path), help="JSON file with any of these options (underscored names).")
-@click.option("--ae-title", default=None, help="Our AE title." + _default(_D.ae_title))
-@click.option("--host", default=None, help="Address to listen on." + _default(_D.host))
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help=_default(_D.port))
-@click.option("--to", "target", default=None, metavar="KERNEL", help="Target kernel (required).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write converted series here.")
+@click.option("--ae-title", default=_D.ae_title, help="Our AE title (the called AE title).")
+@click.option("--host", default=_D.host, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=_D.port,
+              help="TCP port to listen on.")
+@click.option("--to", "target", metavar="KERNEL", help="Target kernel (required, here or in --config).")
+@click.option("--out-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="Write converted series here (as convert writes OUT).")
+@renamed("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--forward", multiple=True, metavar="AET@HOST:PORT",
               help="Send converted series here (repeatable).")
-@click.option("--allow-ae", default=None, help="Comma-separated calling AE titles to accept "
-              "[default: any].")
-@click.option("--stable-seconds", type=click.FloatRange(0.1), default=None,
-              help="Quiet period that completes a series." + _default(_D.stable_seconds))
-@click.option("--spool", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Spool folder." + _default(_D.spool))
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--allow-ae", show_default="any",
+              help="Comma-separated calling AE titles to accept.")
+@click.option("--stable-seconds", type=click.FloatRange(0.1), default=_D.stable_seconds,
+              help="Quiet period that completes a series.")
+@click.option("--spool", type=click.Path(file_okay=False, path_type=Path), default=_D.spool,
+              help="Spool folder (one listener each).")
+@click.option("--retry-failed", is_flag=True,
+              help="On start, move the series of SPOOL/failed/ back to be converted and "
+                   "delivered again.")
+@click.option("--tls-cert", type=_TLS, metavar="FILE.pem",
+              help="Serve DICOM over TLS with this certificate (PEM; it may hold the key).")
+@click.option("--tls-key", type=_TLS, metavar="FILE.pem", show_default="in --tls-cert",
+              help="The certificate's private key (PEM).")
+@click.option("--tls-ca", type=_TLS, metavar="FILE.pem",
               help="Require client certificates signed by this CA.")
 @engine_options
-@click.option("--unconvertible", type=click.Choice(["ignore", "forward"]), default=None,
-              help="What to do with series that cannot be converted."
-                   + _default(_D.unconvertible))
-@click.option("--retries", type=click.IntRange(1, 100), default=None,
-              help="Forwarding attempts per destination." + _default(_D.retries))
-def listen(config_file: Path | None, **options: Any) -> None:
-    """Receive series over DICOM (C-STORE), convert them, store and/or forward the results."""
+@click.option("--unconvertible", type=click.Choice(["ignore", "forward"]),
+              default=_D.unconvertible,
+              help="What to do with series that cannot be converted.")
+@click.option("--retries", type=click.IntRange(1, 100), default=_D.retries,
+              help="Forwarding attempts per destination.")
+def listen(config_file: Path | None, retry_failed: bool, **options: Any) -> None:
+    """Receive series over DICOM (C-STORE), convert them, store and/or forward the
+    results."""
     import signal
 
     from kernelconv.engines.select import select_engine
@@ -73,14 +80,18 @@ def listen(config_file: Path | None, **options: Any) -> None:
     cfg = ListenConfig()
     if config_file:
         cfg = cfg.updated(ListenConfig.read_file(config_file), str(config_file))
+    options = given(options)  # what the command line gives overrides the file
     options["to"] = options.pop("target")
     cfg = cfg.updated(options, "options").validated()
+    if cfg.out is not None:
+        probe_output(cfg.out, "--out-dir", folder=True)
     selected = select_engine(cfg.engine_spec(), notice=err.print)
     configure_logging()
-    listener = Listener(cfg, selected.factory, selected.domains, selected.owner)
+    listener = Listener(cfg, selected.factory, selected.domains, selected.owner, retry_failed)
     try:
         listener.start()
     except OSError as exc:
+        listener.close()
         raise UsageError(f"listen: cannot listen on {cfg.host}:{cfg.port} ({exc.strerror})") \
             from None
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -94,9 +105,10 @@ Examples:
   kernelconv status --spool /var/spool/kernelconv
 """)
 @click.option("--spool", type=click.Path(file_okay=False, path_type=Path),
-              default=_D.spool, show_default=True)
+              default=_D.spool, help="The listener's spool folder.")
 def status(spool: Path) -> None:
-    """Show a listener's pending, delivered, skipped and failed series (from SPOOL/status.json)."""
+    """Show a listener's pending, delivered, skipped and failed series (from
+    SPOOL/status.json)."""
     import datetime
 
     path = spool / "status.json"
@@ -113,6 +125,10 @@ def status(spool: Path) -> None:
         when = datetime.datetime.fromtimestamp(r["updated"]).strftime("%Y-%m-%d %H:%M:%S")
         t.add_row(when, r["series_uid"], r["status"], str(r["instances"]), r.get("reason", ""))
     out.print(t)
+    failed = sorted(p.name for p in (spool / "failed").glob("*") if p.is_dir())
+    if failed:
+        out.print(f"{len(failed)} series in {spool / 'failed'}: fix the cause (the reason "
+                  "above), then convert them again with `kernelconv listen ... --retry-failed`")
 
 
 @cli.command(epilog="""
@@ -122,7 +138,7 @@ Examples:
   kernelconv echo PACS@10.0.0.5:104 --ae-title KERNELCONV
 """)
 @click.argument("destination", metavar="AET@HOST:PORT")
-@click.option("--ae-title", default=_D.ae_title, show_default=True, help="Our AE title.")
+@click.option("--ae-title", default=_D.ae_title, help="Our AE title (the calling AE title).")
 def echo(destination: str, ae_title: str) -> None:
     """Test DICOM connectivity with C-ECHO."""
     from kernelconv.pacs.forward import Destination

@@ -3,6 +3,7 @@ that fit an 80-column terminal, and short paths."""
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ out = Console(highlight=False)
 
 #: longest path shown in a table cell; longer ones keep their end ("...tail")
 PATH_CELL = 30
+#: longest label of a progress bar: bar, counts and time left then fit 80 columns
+BAR_LABEL = 36
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -39,19 +42,51 @@ def progress_columns(unit: str, *extra: ProgressColumn) -> tuple[ProgressColumn,
 
 
 class RichProgress:
-    """Adapter from the pipeline's progress protocol to a rich progress display."""
+    """Adapter from the pipeline's progress protocol to a rich progress display: one line per
+    series, its label shortened to fit; a series that made no progress (skipped because its
+    output exists, or failed before its first slice) leaves no empty bar behind."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
 
     def start(self, label: str, total: int) -> Any:
-        return self.progress.add_task(label, total=total)
+        return self.progress.add_task(short_label(label), total=total)
 
     def advance(self, token: Any, n: int) -> None:
         self.progress.advance(token, n)
 
     def finish(self, token: Any) -> None:
+        task = next((t for t in self.progress.tasks if t.id == token), None)
+        if task is not None and not task.completed:
+            self.progress.remove_task(token)
         self.progress.refresh()
+
+
+def short_label(label: str, limit: int = BAR_LABEL) -> str:
+    """A progress label of at most ``limit`` characters: "series #12 in a/long/folder" keeps
+    its head up to " in " and the end of the folder ("series #12 in ...g/folder")."""
+    if len(label) <= limit:
+        return label
+    head, sep, tail = label.partition(" in ")
+    if not sep or len(head) + len(sep) + 6 > limit:
+        return "..." + label[-(limit - 3):]
+    return head + sep + short_path(tail, limit=limit - len(head) - len(sep))
+
+
+def unique_labels(labels: Sequence[str], keys: Sequence[str]) -> list[str]:
+    """``labels`` made unique: a label that several items share gets the end of each item's
+    ``key`` (e.g. its SeriesInstanceUID), "data #2 (...4711)"; identical keys get a count."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    result = []
+    seen: dict[str, int] = {}
+    for label, key in zip(labels, keys, strict=True):
+        if counts[label] > 1:
+            label = f"{label} (...{key[-6:]})"
+        seen[label] = seen.get(label, 0) + 1
+        result.append(label if seen[label] == 1 else f"{label} [{seen[label]}]")
+    return result
 
 
 def new_table(title: str, headers: Sequence[str], wrap: Sequence[str] = (),
@@ -66,6 +101,14 @@ def new_table(title: str, headers: Sequence[str], wrap: Sequence[str] = (),
         table.add_column(header, min_width=max(longest, (widths or {}).get(header, 0)),
                          overflow="fold", no_wrap=header not in wrap and " " not in header)
     return table
+
+
+def number(value: float | None, spec: str = ".2f") -> str:
+    """A figure for a table cell; "-" where it could not be measured (None or NaN: no lung in
+    the QA phantom, no edge...)."""
+    if value is None or math.isnan(value):
+        return "-"
+    return format(value, spec)
 
 
 def short_path(path: str | Path, root: str | Path | None = None, limit: int = PATH_CELL) -> str:

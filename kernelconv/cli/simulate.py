@@ -10,8 +10,9 @@ import click
 from rich.progress import Progress
 
 from kernelconv.cli.app import cli
-from kernelconv.cli.render import err, new_table, out, progress_columns
+from kernelconv.cli.render import err, new_table, number, out, progress_columns
 from kernelconv.errors import EXIT_OK, EXIT_SERIES_FAILED, UsageError
+from kernelconv.fileio import output_errors, probe_output, write_output_text
 
 SIMULATE_EPILOG = """
 \b
@@ -19,35 +20,35 @@ Examples:
   kernelconv simulate sim/train --patients 8 --slices 32 --seed 1
   kernelconv simulate sim/test --patients 2 --slices 16 --seed 1001 --dose 0.5
   kernelconv simulate sim/qa --phantom qa --slices 16
-  kernelconv simulate sim/x --kernels B30f,B70f,B45x --kernel-table my-kernels.json
+  kernelconv simulate sim/x --kernels B30f,B70f,B45x --kernel-table my.json
   kernelconv simulate sim/train --patients 32 --slices 8 --randomise --seed 7
   kernelconv simulate sim/fov --fov 480 --table
-  kernelconv simulate sim/resim --from-dicom real-ct/ --slices 8    # real anatomy
+  kernelconv simulate sim/resim --from-dicom real-ct/ --slices 8  # real CT
 
-\b
-Writes OUT/patient-NNN/<kernel>/IMnnnn (one series per kernel, same study, slices paired
-by position), OUT/patient-NNN/truth.npz (noiseless HU and lung mask) and
-OUT/simulation.json; with --from-dicom OUT/resim-NNN/, one per source series. Finished
-patients are kept, so an interrupted run resumes.
+Writes OUT/patient-NNN/<kernel>/IMnnnn (one series per kernel, same study,
+slices paired by position), OUT/patient-NNN/truth.npz (noiseless HU and lung
+mask) and OUT/simulation.json; with --from-dicom OUT/resim-NNN/, one per source
+series. Finished patients are kept, so an interrupted run resumes.
 """
 
 
 @cli.command(epilog=SIMULATE_EPILOG)
 @click.argument("output_path", metavar="OUT", type=click.Path(path_type=Path))
-@click.option("--patients", type=click.IntRange(1, 100000), default=1, show_default=True)
-@click.option("--slices", type=click.IntRange(1, 2000), default=16, show_default=True,
+@click.option("--patients", type=click.IntRange(1, 100000), default=1,
+              help="Patients (phantoms) to simulate.")
+@click.option("--slices", type=click.IntRange(1, 2000), default=16,
               help="Slices per patient (1 mm apart).")
-@click.option("--kernels", default="B30f,B50f,B70f", show_default=True,
+@click.option("--kernels", default="B30f,B50f,B70f",
               help="Comma-separated kernels from the kernel table.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=int, default=0,
               help="Anatomy and noise seed; patient i uses a seed derived from (seed, i).")
-@click.option("--dose", type=click.FloatRange(0.01, 100.0), default=1.0, show_default=True,
+@click.option("--dose", type=click.FloatRange(0.01, 100.0), default=1.0,
               help="Relative dose (1.0: B30f soft-tissue noise about 15 HU).")
 @click.option("--phantom", type=click.Choice(["chest", "qa"]), default="chest",
-              show_default=True, help="Adult chest, or the QA phantom (water, rod) at 10x dose.")
+              help="Adult chest, or the QA phantom (water, rod) at 10x dose.")
 @click.option("--kernel-table", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON list of extra kernel definitions (see docs/simulation.md).")
-@click.option("--fov", type=click.FloatRange(100.0, 700.0), default=350.0, show_default=True,
+@click.option("--fov", type=click.FloatRange(100.0, 700.0), default=350.0,
               help="Field of view (mm) on 512 pixels (chest): 350 mm = 0.684 mm pixels.")
 @click.option("--table", "with_table", is_flag=True, help="A patient table below the chest.")
 @click.option("--randomise", is_flag=True,
@@ -81,6 +82,7 @@ def simulate(output_path: Path, patients: int, slices: int, kernels: str, seed: 
     config = SimulationConfig(patients=patients, slices=slices, kernels=names, seed=seed,
                               dose=dose, phantom=phantom, fov=fov, table=with_table,
                               randomise=randomise)
+    probe_output(output_path, "OUT", folder=True)
     if from_dicom is not None:
         from kernelconv.sim.resim import resimulate
 
@@ -93,7 +95,8 @@ def simulate(output_path: Path, patients: int, slices: int, kernels: str, seed: 
         out.print(f"wrote {len(folders)} re-simulated series folder(s) with kernels "
                   f"{', '.join(names)} under {output_path}")
         return
-    with Progress(*progress_columns("slices"), console=err) as bar:
+    with Progress(*progress_columns("slices"), console=err) as bar, \
+            output_errors(output_path, "OUT"):  # the simulator reads nothing but its table
         task = bar.add_task(f"simulating {patients} x {slices} slices", total=patients * slices)
         folders = run_simulation(output_path, config, table,
                                  on_slice=lambda n: bar.advance(task, n))
@@ -108,10 +111,10 @@ Examples:
   kernelconv qa sim/qa --plot docs/img/mtf.png --json qa.json
 """)
 @click.argument("series_dir", metavar="SERIES_DIR", type=click.Path(path_type=Path))
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the MTF curves as a PNG.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
+              help="Write the MTF curves as a PNG (its folder created).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the measurements as JSON.")
+              metavar="FILE.json", help="Write the measurements as JSON (its folder created).")
 @click.option("--kernel-table", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON kernel table with the specs of user kernels.")
 def qa(series_dir: Path, plot: Path | None, json_path: Path | None,
@@ -123,9 +126,12 @@ def qa(series_dir: Path, plot: Path | None, json_path: Path | None,
     is missed. Series with fewer slices than a stable figure needs are flagged, with the
     difference between the two halves of their slices.
     """
-    from kernelconv.evaluation.qa import MIN_STABLE_SLICES, format_number, measure_qa, plot_mtf
+    from kernelconv.evaluation.qa import MIN_STABLE_SLICES, measure_qa, plot_mtf
     from kernelconv.kernel_response import load_response_table
 
+    for path, what in ((plot, "--plot"), (json_path, "--json")):
+        if path is not None:
+            probe_output(path, what, folder=False)
     table = load_response_table(kernel_table)
     results = measure_qa(series_dir)
     t = new_table("kernelconv qa: measured vs spec",
@@ -139,11 +145,10 @@ def qa(series_dir: Path, plot: Path | None, json_path: Path | None,
         verdict = ("[green]ok[/]" if checks and all(checks.values()) else
                    "[red]MISSES " + ", ".join(k for k, ok in checks.items() if not ok) + "[/]"
                    if checks else "no spec")
-        if not r.stable:
-            verdict += " [yellow](unstable)[/]"
-        t.add_row(r.kernel, str(r.slices), format_number(r.mtf.mtf50),
-                  format_number(r.mtf.mtf10), f"{r.mtf.peak:.3f}", f"{r.noise_sd:.1f}",
-                  format_number(r.noise_ratio) if r.noise_ratio is not None else "-", verdict)
+        # too few slices: marked here, explained below the table
+        t.add_row(r.kernel, f"{r.slices}{'' if r.stable else '*'}", number(r.mtf.mtf50),
+                  number(r.mtf.mtf10), f"{r.mtf.peak:.3f}", f"{r.noise_sd:.1f}",
+                  number(r.noise_ratio), verdict)
         rows.append({"kernel": r.kernel, "folder": r.folder, "slices": r.slices,
                      "mtf50": r.mtf.mtf50, "mtf10": r.mtf.mtf10, "peak": r.mtf.peak,
                      "noise_sd": r.noise_sd, "noise_ratio": r.noise_ratio, "checks": checks,
@@ -153,14 +158,15 @@ def qa(series_dir: Path, plot: Path | None, json_path: Path | None,
         if not r.stable:
             halves = (f"; its two halves differ by {r.split_half['mtf50']:.2f} (MTF50) and "
                       f"{r.split_half['mtf10']:.2f} lp/cm (MTF10)" if r.split_half else "")
-            out.print(f"{r.kernel}: {r.slices} slice(s) are too few for a stable figure (use "
+            out.print(f"* {r.kernel}: {r.slices} slice(s) are too few for a stable figure (use "
                       f">= {MIN_STABLE_SLICES}: docs/simulation.md gives the measured "
                       f"run-to-run spread per slice count){halves}")
     if plot:
-        plot_mtf(results, plot, table)
+        with output_errors(plot, "--plot"):
+            plot_mtf(results, plot, table)
         out.print(f"MTF plot: {plot}")
     if json_path:
-        json_path.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        write_output_text(json_path, json.dumps(rows, indent=2) + "\n", "--json")
     sys.exit(EXIT_SERIES_FAILED if failed else EXIT_OK)
 
 

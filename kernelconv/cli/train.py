@@ -10,59 +10,77 @@ import click
 from rich.progress import Progress, TextColumn
 
 from kernelconv.cli.app import cli
+from kernelconv.cli.options import device_option, given, precision_option, renamed
 from kernelconv.cli.render import err, out, progress_columns
+from kernelconv.engines.select import PRECISIONS
 from kernelconv.errors import UsageError
+from kernelconv.fileio import probe_output
+from kernelconv.training.config import TrainConfig
+
+_T = TrainConfig()
+#: --precision (the name `convert` uses too) <-> TrainConfig.amp, the config file's key
+AMP_PRECISION = {"none": "fp32", "bf16": "bf16", "fp16": "fp16"}
+AMP_OF = {**{v: k for k, v in AMP_PRECISION.items()}, "none": "none"}  # --amp none
 
 TRAIN_EPILOG = """
 \b
 Examples:
   kernelconv simulate sim/train --patients 16 --slices 32 --seed 1
-  kernelconv train --data sim/train --out runs/ggcl                 # the paper's settings
-  kernelconv train --data sim/train --out runs/cpu --crop 256 --iters 2000
-  kernelconv train --data sim/train --out runs/ggcl --resume        # continue a run
-  kernelconv train --data sim/train --out runs/ggcl --resume --max-minutes 9   # in pieces
-  kernelconv train --data sim/train --out runs/ggdr --reg ggdr      # ablation
-  torchrun --nproc-per-node 4 -m kernelconv train --data sim/train --out runs/ggcl
+  kernelconv train --data sim/train --run-dir runs/ggcl  # the paper's
+  kernelconv train --data sim/train --run-dir runs/cpu --crop 256 --iters 2000
+  kernelconv train --data sim/train --run-dir runs/ggcl --resume  # continue
+  kernelconv train --data sim/train --run-dir runs/ggcl --resume \\
+      --max-minutes 9                                  # in pieces
+  kernelconv train --data sim/train --run-dir runs/ggdr --reg ggdr  # ablation
+  torchrun --nproc-per-node 4 -m kernelconv train --data sim/train \\
+      --run-dir runs/ggcl
   kernelconv export runs/ggcl --name my-ggcl
-  kernelconv train --data site/ --out runs/site --init resim-fr-v1   # fine-tune the default
+  kernelconv train --data site/ --run-dir runs/site --init resim-fr-v1
 
-\b
-Settings not given as options come from --config FILE (JSON, the fields of TrainConfig in
-kernelconv/training/config.py) or the paper's defaults (docs/training.md).
+Settings not given as options come from --config FILE (JSON, the fields of
+TrainConfig in kernelconv/training/config.py; --precision is its "amp": fp32 is
+"none") or the paper's defaults shown here (docs/training.md).
 """
 
 
 @cli.command(epilog=TRAIN_EPILOG)
 @click.option("--data", "data_dirs", multiple=True, required=True,
               type=click.Path(path_type=Path), help="DICOM folder(s) of training series.")
-@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("runs/ggcl"), show_default=True,
+@click.option("--run-dir", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("runs/ggcl"),
               help="Run folder: cache, checkpoints, TensorBoard logs.")
+@renamed("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+         default=Path("runs/ggcl"))
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False,
               path_type=Path), help="JSON training config.")
-@click.option("--iters", type=click.IntRange(1), help="Iterations [paper: 400000].")
-@click.option("--batch-size", type=click.IntRange(1), help="Batch size [paper: 2].")
-@click.option("--crop", type=click.IntRange(128), help="Random crop size, a multiple of 128 "
-              "[paper: full slices]. Faster, but the generator's instance norm then sees other "
-              "statistics than on the full slices it converts: finish on full slices "
-              "(docs/training.md).")
-@click.option("--reg", type=click.Choice(["ggcl", "ggdr", "none"]),
-              help="Discriminator regulariser [paper: ggcl].")
-@click.option("--paired", is_flag=True, default=None,
+@click.option("--iters", type=click.IntRange(1), default=_T.iters,
+              help="Iterations (the paper's).")
+@click.option("--batch-size", type=click.IntRange(1), default=_T.batch_size,
+              help="Batch size (the paper's).")
+@click.option("--crop", type=click.IntRange(128), show_default="full slices, the paper's",
+              help="Random crop size, a multiple of 128. Faster, but the generator's instance "
+                   "norm then sees other statistics than on the full slices it converts: "
+                   "finish on full slices (docs/training.md).")
+@click.option("--reg", type=click.Choice(["ggcl", "ggdr", "none"]), default=_T.reg,
+              help="Discriminator regulariser (the paper's: ggcl).")
+@click.option("--paired", is_flag=True,
               help="Extension: add an L1 term to the real target slice (paired data only).")
-@click.option("--kernels", help="Comma-separated training kernels, in label order "
-              "[default: B30f,B50f,B70f]. With --init, NEW=OLD entries (e.g. FC13=B30f,"
-              "FC51=B70f) train a site's own kernels, each label starting from the source "
-              "model's OLD label (extension).")
+@click.option("--kernels", default=",".join(_T.domains),
+              help="Comma-separated training kernels, in label order. With --init, NEW=OLD "
+                   "entries (e.g. FC13=B30f,FC51=B70f) train a site's own kernels, each label "
+                   "starting from the source model's OLD label (extension).")
 @click.option("--kernel-table", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Extension: JSON kernel table (e.g. from `kernelconv calibrate`) giving the "
                    "filter_residual base filter its kernels; stored in exported models.")
-@click.option("--seed", type=int, help="Random seed [0].")
-@click.option("--ckpt-every", type=click.IntRange(1), help="Checkpoint interval [1000].")
-@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]),
-              help="Mixed precision on CUDA [none].")
-@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the nets.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--seed", type=int, default=_T.seed, help="Random seed.")
+@click.option("--ckpt-every", type=click.IntRange(1), default=_T.ckpt_every,
+              help="Checkpoint interval (iterations).")
+@precision_option("Mixed precision of training on CUDA (autocast; fp16 with a gradient "
+                  "scaler); the CPU trains in fp32. The config's \"amp\" (none = fp32).",
+                  AMP_PRECISION[_T.amp])
+@renamed("--amp", "precision", type=click.Choice(["none", *PRECISIONS]))
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the nets.")
+@device_option("Where to train: auto is the first CUDA GPU, else the CPU.")
 @click.option("--resume", is_flag=True, help="Continue from the run's latest checkpoint.")
 @click.option("--init", "init_spec", metavar="MODEL|CKPT",
               help="Extension: start a new run from these weights, e.g. the bundled default "
@@ -77,7 +95,7 @@ kernelconv/training/config.py) or the paper's defaults (docs/training.md).
 def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
           iters: int | None, batch_size: int | None, crop: int | None, reg: str | None,
           paired: bool | None, kernels: str | None, seed: int | None, ckpt_every: int | None,
-          amp: str | None, compile_: bool | None, device: str, resume: bool,
+          precision: str | None, compile_: bool | None, device: str, resume: bool,
           init_spec: str | None, max_minutes: float | None, val_dir: Path | None,
           kernel_table: Path | None) -> None:
     """Train the GGCL StarGAN (generator and U-Net discriminator) on DICOM series.
@@ -86,15 +104,21 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
     a cache in the run folder; batches are random (crops of) slices with their domain labels,
     unpaired as in the paper.
     """
-    from kernelconv.training.config import TrainConfig
     from kernelconv.training.loop import train as run_training
 
+    # only what the command line gives overrides the config file (options.given)
+    opt = given({"iters": iters, "batch_size": batch_size, "crop": crop, "reg": reg,
+                 "paired": paired, "seed": seed, "ckpt_every": ckpt_every,
+                 "precision": precision, "compile_": compile_, "kernels": kernels})
+    probe_output(run_dir, "--run-dir", folder=True)
     file_settings = TrainConfig.read_file(config_file) if config_file else {}
     cfg = TrainConfig().updated(file_settings, str(config_file or "defaults"))
     overrides = {k: v for k, v in {
-        "iters": iters, "batch_size": batch_size, "crop": crop, "reg": reg, "paired": paired,
-        "seed": seed, "ckpt_every": ckpt_every, "amp": amp, "compile": compile_,
-        **kernel_settings(kernels),
+        "iters": opt["iters"], "batch_size": opt["batch_size"], "crop": opt["crop"],
+        "reg": opt["reg"], "paired": opt["paired"], "seed": opt["seed"],
+        "ckpt_every": opt["ckpt_every"], "compile": opt["compile_"],
+        "amp": None if opt["precision"] is None else AMP_OF[opt["precision"]],
+        **kernel_settings(opt["kernels"]),
         "kernel_table": str(kernel_table.resolve()) if kernel_table else None,
     }.items() if v is not None}
     cfg = cfg.updated(overrides, "options")
@@ -153,16 +177,17 @@ def kernel_settings(kernels: str | None) -> dict[str, object]:
 @cli.command(epilog="""
 \b
 Examples:
-  kernelconv export runs/ggcl --name my-ggcl                 # into the user models folder
-  kernelconv export runs/ggcl/checkpoints/ckpt-00400000.pt --name ggcl-400k --half
+  kernelconv export runs/ggcl --name my-ggcl      # into the user models
+  kernelconv export runs/ggcl/checkpoints/ckpt-00400000.pt --name ggcl-400k \\
+      --half
   kernelconv export runs/ggcl --name default-ggcl --models-dir models
-  kernelconv export runs/ggcl --name my-ggcl --onnx          # model file and NAME.onnx
-  kernelconv export my-ggcl --onnx --models-dir deploy/      # ONNX of an installed model
+  kernelconv export runs/ggcl --name my-ggcl --onnx  # model and NAME.onnx
+  kernelconv export my-ggcl --onnx --models-dir deploy/  # an installed model
 """)
 @click.argument("source", metavar="RUN_DIR|CKPT|MODEL", type=click.Path(path_type=Path))
 @click.option("--name", help="Model name (file NAME.safetensors); required from a run.")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to write [default: the user models folder].")
+              show_default="the user models folder", help="Where to write the model.")
 @click.option("--half", is_flag=True, help="Store fp16 weights (half the size).")
 @click.option("--onnx", "as_onnx", is_flag=True,
               help="Also write NAME.onnx (opset 18, fp32, dynamic batch/height/width, kernelconv "

@@ -46,18 +46,75 @@ def kernel_of(ds: Dataset) -> str | None:
     return kernel
 
 
-def pixel_spacing_mm(ds: Dataset) -> float | None:
-    """Row pixel spacing (mm): PixelSpacing, or the Pixel Measures functional group."""
+def _spacing_values(ds: Dataset) -> object:
     values = ds.get("PixelSpacing")
     if not values:
         for item in _functional_items(ds, "PixelMeasuresSequence"):
             values = item.get("PixelSpacing")
             if values:
                 break
+    return values
+
+
+def pixel_spacing_mm(ds: Dataset) -> float | None:
+    """Row pixel spacing (mm): PixelSpacing, or the Pixel Measures functional group. Raw; the
+    conversion resolves spacing with :func:`resolve_pixel_spacing`."""
+    values = _spacing_values(ds)
     try:
-        return float(values[0]) if values else None
+        return float(values[0]) if values else None  # type: ignore[index]
     except (TypeError, ValueError, IndexError):
         return None
+
+
+#: row and column spacing may differ by this fraction and still count as square pixels
+SQUARE_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class PixelSpacing:
+    """The pixel size a conversion works with, and why, when the header did not give it."""
+
+    mm: float
+    assumed: str | None = None  # a warning for the report; None when the header gave it
+
+
+def resolve_pixel_spacing(ds: Dataset) -> PixelSpacing:
+    """The (square) pixel size of a CT image: the one place that decides it for a conversion.
+
+    PixelSpacing (or the Pixel Measures functional group) gives row and column spacing; they
+    must agree within ``SQUARE_TOLERANCE`` (the kernel filters and the HU check work in
+    physical frequency on square pixels): SeriesError for non-square pixels or an invalid
+    value. Without PixelSpacing the size is ReconstructionDiameter / Columns, else the
+    reference 0.684 mm (350 mm on 512 columns), with a warning saying so.
+    """
+    from kernelconv.kernel_response import REFERENCE_PIXEL_MM
+
+    values = _spacing_values(ds)
+    if values:
+        try:
+            row, col = (float(v) for v in list(values)[:2])  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            raise SeriesError(f"invalid PixelSpacing {values!r}") from None
+        if not (np.isfinite(row) and np.isfinite(col) and row > 0 and col > 0):
+            raise SeriesError(f"invalid PixelSpacing {row:g}\\{col:g}")
+        if abs(row - col) > SQUARE_TOLERANCE * max(row, col):
+            raise SeriesError(
+                f"non-square pixels ({row:g} x {col:g} mm): not supported, the kernel "
+                "filters and the HU check work in physical frequency on square pixels")
+        return PixelSpacing(0.5 * (row + col))
+    try:
+        diameter = float(ds.get("ReconstructionDiameter") or 0.0)
+        columns = int(ds.get("Columns") or 0)
+    except (TypeError, ValueError):
+        diameter, columns = 0.0, 0
+    if diameter > 0 and columns > 0:
+        mm = diameter / columns
+        return PixelSpacing(mm, f"no PixelSpacing: {mm:.3f} mm assumed from "
+                                f"ReconstructionDiameter {diameter:g} mm / {columns} columns")
+    return PixelSpacing(REFERENCE_PIXEL_MM,
+                        f"no PixelSpacing: {REFERENCE_PIXEL_MM:.3f} mm assumed (350 mm field "
+                        "of view on 512 columns); the kernel filter and the HU check are only "
+                        "as right as this")
 
 
 def frame_count(ds: Dataset) -> int:

@@ -1,8 +1,11 @@
 """Assemble the derived (kernel-converted) dataset from a source dataset and new HU pixels.
 
 Every attribute written or changed here is listed, with its reason, in docs/dicom.md. UIDs are
-deterministic functions of (source UID, method id, target kernel), so a rerun writes the same
-files byte for byte, and different models or targets never share a UID.
+deterministic functions of the source UID and the derivation's key (:attr:`Derivation.key`:
+source and target kernel and domain, engine and model id, kernel table content, precision,
+series number offset), so a rerun writes the same files byte for byte, and two conversions
+that differ in anything that changes the written images never share a UID. The key is written
+into every file (Contributing Equipment), so an existing output can be read back and compared.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from kernelconv import __version__
-from kernelconv.dicom.dataset import frame_count, frame_rescales
+from kernelconv.dicom.dataset import frame_rescales
+from kernelconv.errors import SeriesError
 from kernelconv.hu import HU_MAX, HU_MIN, encoding_holds, hu_to_stored
 
 #: the ImplementationClassUID of files kernelconv writes (constant, deterministic)
@@ -37,18 +41,48 @@ LOSSY_SYNTAXES = {
 
 @dataclass(frozen=True)
 class Derivation:
-    """What was done to a series, for the derived headers."""
+    """What was done to a series, for the derived headers and UIDs."""
 
-    source_kernel: str
-    target_kernel: str
+    source_kernel: str  # as the source series is labelled (header, or --from)
+    target_kernel: str  # as asked for (--to): written to ConvolutionKernel
     method: str  # human-readable, e.g. "GGCL generator model X" or "MTF-ratio filter"
-    method_id: str  # stable id used in UIDs (model id, or filter id)
+    method_id: str  # stable id of the engine (model id, backend, precision; or filter id)
     smoothing: bool  # True: sharp -> soft (Smoothing); False: soft -> sharp (Edge enhancement)
     series_number_offset: int = 1000
+    #: the engine's kernels the conversion ran between (the same as the labels unless a
+    #: kernel map or an alias named them otherwise)
+    source_domain: str = ""
+    target_domain: str = ""
+    #: hash of the kernel table entries the conversion used (KernelTable.digest)
+    table_digest: str = ""
 
     @property
     def suffix(self) -> str:
         return f" [{self.target_kernel} kernelconv]"
+
+    @property
+    def key(self) -> str:
+        """16 hex digits naming everything that shapes the written images: two derivations
+        with equal keys write the same files from the same source."""
+        import hashlib
+
+        parts = (KEY_VERSION, self.source_kernel, self.source_domain or self.source_kernel,
+                 self.target_kernel, self.target_domain or self.target_kernel, self.method_id,
+                 self.table_digest, str(self.series_number_offset))
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+    @property
+    def domains_note(self) -> str:
+        """' (model kernels B70f -> B30f)' when the engine's kernels differ from the labels."""
+        src, dst = self.source_domain or self.source_kernel, self.target_domain or \
+            self.target_kernel
+        if (src, dst) == (self.source_kernel, self.target_kernel):
+            return ""
+        return f" (converted as {src} -> {dst})"
+
+
+#: bumped when the meaning of the key's parts changes
+KEY_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -58,6 +92,9 @@ class DerivedBy:
     source_kernel: str
     target_kernel: str
     method_id: str | None  # None when the header no longer holds it whole (see derivation_of)
+    #: the derivation's key (Derivation.key); None for images of kernelconv versions that did
+    #: not write it
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,9 +107,10 @@ class PixelEncoding:
     intercept: float
 
 
-def derived_uid(kind: str, source_uid: str, method_id: str, target: str) -> str:
-    """A deterministic UID (pydicom's root) for a derived series or instance."""
-    return str(generate_uid(entropy_srcs=["kernelconv", kind, source_uid, method_id, target]))
+def derived_uid(kind: str, source_uid: str, key: str) -> str:
+    """A deterministic UID (pydicom's root) for a derived series or instance of the source
+    ``source_uid``, converted as the derivation with key ``key`` (:attr:`Derivation.key`)."""
+    return str(generate_uid(entropy_srcs=["kernelconv", kind, source_uid, key]))
 
 
 def choose_encoding(ds: Dataset) -> PixelEncoding:
@@ -92,7 +130,8 @@ def choose_encoding(ds: Dataset) -> PixelEncoding:
 
 #: Manufacturer of the Contributing Equipment item build_derived appends
 KERNELCONV_MANUFACTURER = "kernelconv"
-_CONTRIBUTION = re.compile(r"kernel conversion (?P<src>.+?) -> (?P<dst>.+?) \((?P<method>.*)\)")
+_CONTRIBUTION = re.compile(r"kernel conversion (?P<src>.+?) -> (?P<dst>.+?) \((?P<method>.*)\)"
+                           r"(?: key (?P<key>[0-9a-f]{16}))?")
 _DERIVATION = re.compile(r"CT reconstruction kernel conversion (?P<src>.+?) -> (?P<dst>.+?) "
                          r"by kernelconv ")
 
@@ -102,7 +141,8 @@ def derivation_of(ds: Dataset) -> DerivedBy | None:
 
     kernelconv's images have ImageType value 1 DERIVED and a Contributing Equipment item with
     Manufacturer "kernelconv" whose ContributionDescription is ``kernel conversion SOURCE ->
-    TARGET (METHOD_ID)`` (the last such item counts: an image converted twice keeps both).
+    TARGET (METHOD_ID) key KEY`` (the last such item counts: an image converted twice keeps
+    both; images of versions before the key have no `` key KEY``).
     Other software's DERIVED images and anything else give None. Where that description was
     cut short (older kernelconv versions cut it at 64 characters), the kernels come from
     DerivationDescription and method_id is None.
@@ -118,7 +158,7 @@ def derivation_of(ds: Dataset) -> DerivedBy | None:
     contribution = str(items[-1].get("ContributionDescription", "") or "").strip()
     m = _CONTRIBUTION.fullmatch(contribution)
     if m:
-        return DerivedBy(m["src"], m["dst"], m["method"])
+        return DerivedBy(m["src"], m["dst"], m["method"], m["key"])
     m = _DERIVATION.match(str(ds.get("DerivationDescription", "") or "").strip())
     if m and contribution.startswith("kernel conversion "):
         return DerivedBy(m["src"], m["dst"], None)
@@ -181,13 +221,71 @@ def _write_pixels(
         ds["PixelPaddingValue"].VR = vr
     little = stored.astype("<i2" if enc.signed else "<u2", copy=False)
     ds.add_new(0x7FE00010, "OW", little.tobytes())
-    if frame_count(ds) > 1 or "PerFrameFunctionalGroupsSequence" in ds:
-        for group_seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-            for group in ds.get(group_seq) or []:
-                for item in group.get("PixelValueTransformationSequence") or []:
-                    item.RescaleSlope, item.RescaleIntercept = enc.slope, enc.intercept
-    else:
+    _set_rescale(ds, enc)
+
+
+def _set_rescale(ds: Dataset, enc: PixelEncoding) -> None:
+    """Write the encoding's rescale wherever a reader may take it from.
+
+    Classic CT: the top level. Enhanced CT: every Pixel Value Transformation item (shared or
+    per frame); where there is none, one is added to the shared group (the Enhanced CT IOD
+    keeps the rescale there). A top-level rescale (non-conformant in Enhanced CT, but some
+    files carry it and readers fall back on it: :func:`frame_rescales` does) is updated too,
+    so no place a reader may look keeps the source's value.
+    """
+    if "PerFrameFunctionalGroupsSequence" not in ds and "SharedFunctionalGroupsSequence" not in ds:
         ds.RescaleSlope, ds.RescaleIntercept = enc.slope, enc.intercept
+        return
+    found = False
+    for group_seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for group in ds.get(group_seq) or []:
+            for item in group.get("PixelValueTransformationSequence") or []:
+                item.RescaleSlope, item.RescaleIntercept = enc.slope, enc.intercept
+                found = True
+    if not found:
+        if "SharedFunctionalGroupsSequence" not in ds or not ds.SharedFunctionalGroupsSequence:
+            ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+        item = Dataset()
+        item.RescaleIntercept, item.RescaleSlope = enc.intercept, enc.slope
+        item.RescaleType = "HU"
+        ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence = Sequence([item])
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        ds.RescaleSlope, ds.RescaleIntercept = enc.slope, enc.intercept
+
+
+class EncodingError(SeriesError):
+    """The derived file would not decode to the converted HU (a kernelconv bug, caught before
+    anything is written)."""
+
+
+def verify_encoding(ds: Dataset, hu: np.ndarray, stored_src: np.ndarray) -> float:
+    """Decode the derived dataset ``ds`` as a reader would (pydicom's decoder, frame by frame;
+    the rescale of each frame as :func:`frame_rescales` finds it) and compare it with ``hu``,
+    the converted images (frames, rows, columns) it must hold. Pixels kept as padding (the
+    source's PixelPaddingValue) are left out. Returns the largest difference beyond what the
+    encoding can hold (clipping to [-1024, 3071] HU and rounding to the stored step); raises
+    :class:`EncodingError` when it exceeds half a stored step.
+    """
+    from pydicom.pixels import iter_pixels
+
+    rescales = frame_rescales(ds)
+    pad = int(ds.PixelPaddingValue) if "PixelPaddingValue" in ds else None
+    worst = 0.0
+    for i, frame in enumerate(iter_pixels(ds)):
+        slope, intercept = rescales[i]
+        decoded = frame.astype(np.float64) * slope + intercept
+        want = np.clip(hu[i].astype(np.float64), HU_MIN, HU_MAX)
+        diff = np.abs(decoded - want)
+        if pad is not None:
+            diff[stored_src[i] == pad] = 0.0
+        excess = float(diff.max()) - 0.5 * abs(slope)
+        worst = max(worst, excess)
+        if excess > 1e-3:
+            raise EncodingError(
+                f"the derived image would decode up to {float(diff.max()):.1f} HU away from the "
+                f"conversion (frame {i + 1}, rescale {slope:g}/{intercept:g}): an encoding "
+                "error in kernelconv, nothing written; please report it")
+    return max(worst, 0.0)
 
 
 def build_derived(
@@ -212,7 +310,7 @@ def build_derived(
     ds.remove_private_tags()  # vendor private data describes the original reconstruction
     for kw in ("InstanceCreationDate", "InstanceCreationTime", "InstanceCreatorUID"):
         ds.pop(kw, None)
-    sop_uid = derived_uid("instance", source_uid, derivation.method_id, derivation.target_kernel)
+    sop_uid = derived_uid("instance", source_uid, derivation.key)
     ds.SOPInstanceUID = sop_uid
     ds.SeriesInstanceUID = series_uid
 
@@ -227,8 +325,9 @@ def build_derived(
     ds.SeriesNumber = number + derivation.series_number_offset
     ds.DerivationDescription = _truncate(
         f"CT reconstruction kernel conversion {derivation.source_kernel} -> "
-        f"{derivation.target_kernel} by kernelconv {__version__}: {derivation.method}; "
-        "converted images are an estimate, not a reconstruction from raw data", 1024)
+        f"{derivation.target_kernel} by kernelconv {__version__}: {derivation.method}"
+        f"{derivation.domains_note}; converted images are an estimate, not a reconstruction "
+        "from raw data", 1024)
     code = SMOOTHING if derivation.smoothing else EDGE_ENHANCEMENT
     ds.DerivationCodeSequence = Sequence([_code(code)])
 
@@ -244,7 +343,7 @@ def build_derived(
     equipment.SoftwareVersions = __version__
     equipment.ContributionDescription = _truncate(
         f"kernel conversion {derivation.source_kernel} -> {derivation.target_kernel} "
-        f"({derivation.method_id})", 1024)  # ST: up to 1024 characters
+        f"({derivation.method_id}) key {derivation.key}", 1024)  # ST: up to 1024 characters
     contributing = list(ds.get("ContributingEquipmentSequence") or [])
     ds.ContributingEquipmentSequence = Sequence(contributing + [equipment])
 

@@ -25,6 +25,7 @@ from kernelconv.dicom.dataset import (
     frame_rescales,
     kernel_of,
     read_file,
+    resolve_pixel_spacing,
 )
 from kernelconv.dicom.derived import DerivedBy, derivation_of
 from kernelconv.errors import SeriesError
@@ -159,6 +160,21 @@ def _sort_and_check(series: Series, orientations: list[np.ndarray | None]) -> No
             )
 
 
+def _check_spacing(series: Series, headers: list[Dataset]) -> None:
+    """Non-square or invalid pixel spacing makes the series an error; a spacing that had to
+    be assumed is a warning (once per distinct reason)."""
+    assumed: dict[str, None] = {}
+    for ds in headers:
+        try:
+            spacing = resolve_pixel_spacing(ds)
+        except SeriesError as exc:
+            series.error = series.error or str(exc)
+            return
+        if spacing.assumed:
+            assumed[spacing.assumed] = None
+    series.warnings.extend(assumed)
+
+
 def discover(root: Path, exclude: list[Path] | None = None) -> Discovery:
     """Walk ``root`` recursively and return its CT series (sorted) and everything skipped."""
     skipped: list[Skipped] = []
@@ -243,6 +259,7 @@ def discover(root: Path, exclude: list[Path] | None = None) -> Discovery:
         kernels = {kernel_of(m[1]) for m in members}
         if len(kernels) > 1:
             series.error = (f"series mixes kernels {', '.join(sorted(str(k) for k in kernels))}")
+        _check_spacing(series, [m[1] for m in members])
         series_list.append(series)
     series_list.sort(key=lambda s: (s.study_uid, s.series_number or 0, s.series_uid))
     return Discovery(series_list, skipped)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from kernelconv.kernel_response import REFERENCE_PIXEL_MM
+from kernelconv.kernel_response import REFERENCE_PIXEL_MM, KernelTable
 
 if TYPE_CHECKING:
     from kernelconv.engines.filter_engine import FilterEngine
@@ -28,6 +28,9 @@ class Engine(Protocol):
     domains: tuple[str, ...]
     #: sharpness rank per domain (higher = sharper), for the derivation code
     domain_sharpness: dict[str, float]
+    #: the kernel responses (and fitted transfers) this engine converts with; the HU check
+    #: takes its expected noise ratio from the same table
+    kernel_table: KernelTable
 
     def convert(self, hu: np.ndarray, source: str, target: str,
                 pixel_mm: float = REFERENCE_PIXEL_MM) -> np.ndarray:
@@ -58,6 +61,10 @@ class GeneratorEngine:
         self.multiple = multiple
         #: HU-preserving variants (extension): the classical filter the network corrects
         self.base_filter = base_filter_for(info)
+        #: the base filter's table; a direct generator's kernels are described by the
+        #: responses stored in the model file, else the built-in table
+        self.kernel_table = self.base_filter.kernels if self.base_filter is not None \
+            else model_kernel_table(info)
         self.domains = tuple(info.domains)
         self.domain_sharpness = domain_sharpness(self.domains, info.domain_sharpness)
         # another backend's results differ by a fraction of an HU: its derived UIDs must too
@@ -112,24 +119,34 @@ class GeneratorEngine:
         return unit_to_hu(out[:, 0, rows, cols], lo, hi, clip=False)
 
 
+def model_kernel_table(info: ModelInfo) -> KernelTable:
+    """The kernel table a model converts with: the built-in table, overridden by the kernel
+    responses stored in the model file (learnt windows, a site's calibration)."""
+    from kernelconv.errors import ModelError
+    from kernelconv.kernel_response import builtin_table, responses_from_json
+
+    table = builtin_table()
+    if info.kernel_responses:
+        try:
+            table.update(responses_from_json(info.kernel_responses))
+        except ValueError as exc:
+            raise ModelError(f"{info.path}: invalid kernel responses ({exc})") from None
+    return KernelTable(table, label=f"model {info.model_id}" if info.kernel_responses
+                       else "built-in")
+
+
 def base_filter_for(info: ModelInfo) -> FilterEngine | None:
     """The classical filter a filter_residual model corrects (None for other variants): the
     kernel responses stored in the model file, else the built-in response table."""
     from kernelconv.engines.filter_engine import FilterEngine
     from kernelconv.errors import ModelError
-    from kernelconv.kernel_response import load_response_table, responses_from_json
 
     if info.arch_args.get("output") != "filter_residual":
         return None
-    table = load_response_table()
-    stored = info.kernel_responses
-    if stored:
-        try:
-            table.update(responses_from_json(stored))
-        except ValueError as exc:
-            raise ModelError(f"{info.path}: invalid kernel responses ({exc})") from None
+    table = model_kernel_table(info)
     missing = [d for d in info.domains if d not in table]
     if missing:
         raise ModelError(f"{info.path}: no kernel response for {', '.join(missing)} (its base "
                          "filter needs one per domain)")
-    return FilterEngine({d: table[d] for d in info.domains}, noise_limit=False)
+    return FilterEngine(KernelTable({d: table.responses[d] for d in info.domains},
+                                    label=table.label), noise_limit=False)

@@ -26,8 +26,9 @@ is the plain filter, which the filter_residual model's base filter stays):
   -> B30f) PSNR 44.46/46.30 dB unfilled, 45.68/46.96 dB filled.
 - Soft -> sharp noise limit: an assumed kernel pair can ask for more sharpening than the
   source image supports; the filter then amplifies the soft kernel's residual noise (and the
-  1 HU rounding of stored values) far beyond the target kernel's noise. The input's noise
-  power spectrum is measured on its flattest tissue tiles (:mod:`kernelconv.noise`); lambda is
+  1 HU rounding of stored values) far beyond the target kernel's noise. Each input slice's
+  noise power spectrum is measured on its flattest tissue tiles (:mod:`kernelconv.noise`;
+  per slice, so that a slice's result does not depend on the others in its batch); lambda is
   raised until the predicted output noise SD is at most the input's SD times the noise ratio
   the kernel pair's windows predict, lowered by the kernels' stated uncertainty
   (:func:`~kernelconv.kernel_response.allowed_noise_ratio`), so an uncertain assumption errs
@@ -51,10 +52,10 @@ from kernelconv.kernel_response import (
     PROJECTION_NYQUIST_LPCM,
     REFERENCE_PIXEL_MM,
     KernelResponse,
+    KernelTable,
     TransferTable,
-    allowed_noise_ratio,
+    builtin_table,
     domain_sharpness,
-    load_response_table,
 )
 
 SHARP_TO_SOFT_LAMBDA = 1e-4
@@ -69,27 +70,45 @@ MAX_LAMBDA = 1e4
 class FilterEngine:
     """MTF-ratio filter between the kernels of the kernel response table."""
 
-    def __init__(self, table: dict[str, KernelResponse] | None = None,
+    def __init__(self, table: dict[str, KernelResponse] | KernelTable | None = None,
                  soft_to_sharp_lambda: float = SOFT_TO_SHARP_LAMBDA,
                  noise_limit: bool = True, table_label: str = "",
                  transfers: TransferTable | None = None) -> None:
-        self.table = table or load_response_table()
-        #: fitted transfers of a calibration, used instead of the window ratio where given
-        self.transfers = transfers or {}
+        if isinstance(table, KernelTable):
+            self.kernels = table
+            table_label = table_label or ("" if table.label == "built-in" else table.label)
+        else:
+            self.kernels = KernelTable(table or builtin_table(), transfers or {},
+                                       table_label or "built-in")
+        #: the kernel responses and fitted transfers this filter converts with (the HU check
+        #: takes its expected noise ratio from the same object)
+        self.kernel_table = self.kernels
         self.domains = tuple(self.table)
         self.domain_sharpness = domain_sharpness(self.domains, table=self.table)
         self.soft_to_sharp_lambda = soft_to_sharp_lambda
         self.noise_limit = noise_limit
         self._grids: dict[tuple[str, str, tuple[int, ...], float, float], np.ndarray] = {}
-        #: how the last soft -> sharp call was limited (None: not limited or not soft -> sharp)
+        #: how each slice of the last soft -> sharp call was limited (empty otherwise), and
+        #: the most limited of them (None: not soft -> sharp)
+        self.limits: list[dict[str, Any]] = []
         self.last_limit: dict[str, Any] | None = None
-        version = "2-nl" if noise_limit else "1"
+        version = "3-nl" if noise_limit else "1"
         self.method_id = f"mtf-ratio-filter-{version}-l{soft_to_sharp_lambda:g}" + (
             f"-{table_label}" if table_label else "")
         self.description = (f"classical MTF-ratio filter (Ohkubo et al. 2011), Wiener lambda "
                             f"{soft_to_sharp_lambda:g} for soft -> sharp"
-                            + (", noise-limited (extension)" if noise_limit else "")
+                            + (", noise-limited per slice (extension)" if noise_limit else "")
                             + (f", kernel table {table_label}" if table_label else ""))
+
+    @property
+    def table(self) -> dict[str, KernelResponse]:
+        """The kernel responses (name -> response) of :attr:`kernels`."""
+        return self.kernels.responses
+
+    @property
+    def transfers(self) -> TransferTable:
+        """A site calibration's fitted transfers, used instead of the window ratio."""
+        return self.kernels.transfers
 
     def sharper(self, source: str, target: str) -> bool:
         return self.domain_sharpness[target] > self.domain_sharpness[source]
@@ -143,7 +162,7 @@ class FilterEngine:
         from kernelconv.noise import flat_tiles, freq2d, measure_noise
 
         lam0 = self.soft_to_sharp_lambda
-        allowed = allowed_noise_ratio(source, target, self.table)
+        allowed = self.kernels.allowed_noise_ratio(source, target)
         if allowed is None:
             return lam0
         noise = measure_noise(hu, pixel_mm, flat_tiles(hu, pixel_mm))
@@ -179,19 +198,31 @@ class FilterEngine:
         """(B, H, W) HU in ``source`` -> (B, H, W) HU in ``target``; pixel size in mm."""
         if source == target:
             return hu.astype(np.float32, copy=True)
-        self.last_limit = None
+        self.last_limit, self.limits = None, []
         padding = hu <= PADDING_HU
         x = np.where(padding, HU_MIN, hu).astype(np.float64)
-        lam = None
-        if self.noise_limit and (source, target) not in self.transfers and \
-                self.sharper(source, target):
-            lam = self.limited_lambda(x, source, target, pixel_mm)
         b, h, w = x.shape
         pad = min(PAD, h - 1, w - 1)
-        xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
-        spec = np.fft.rfft2(xp) * self.grid_transfer(source, target, xp.shape[1:], pixel_mm, lam)
-        y = np.fft.irfft2(spec, s=xp.shape[1:])[:, pad:pad + h, pad:pad + w]
-        return np.where(padding, hu, y).astype(np.float32)
+        limited = self.noise_limit and (source, target) not in self.transfers and \
+            self.sharper(source, target)
+        # one slice at a time when the noise limit measures the input: each slice's lambda
+        # comes from its own noise, so the result does not depend on which slices share a
+        # batch (--batch-size), and memory stays that of one slice
+        groups = [slice(i, i + 1) for i in range(b)] if limited else [slice(0, b)]
+        out = np.empty((b, h, w), dtype=np.float32)
+        for g in groups:
+            lam = None
+            if limited:
+                self.last_limit = None
+                lam = self.limited_lambda(x[g], source, target, pixel_mm)
+                if self.last_limit is not None:
+                    self.limits.append(self.last_limit)
+                self.last_limit = max(self.limits, key=lambda d: d["lambda"], default=None)
+            xp = np.pad(x[g], ((0, 0), (pad, pad), (pad, pad)), mode="reflect")
+            spec = np.fft.rfft2(xp) * self.grid_transfer(source, target, xp.shape[1:],
+                                                         pixel_mm, lam)
+            out[g] = np.fft.irfft2(spec, s=xp.shape[1:])[:, pad:pad + h, pad:pad + w]
+        return np.where(padding, hu, out).astype(np.float32)
 
     def convert_torch(self, x: Any, sources: list[str], targets: list[str],
                       pixel_mm: list[float], windows: WindowFn | None = None) -> Any:

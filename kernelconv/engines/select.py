@@ -51,17 +51,10 @@ def filter_engine(kernel_table: Path | None = None) -> Engine:
     (a `kernelconv calibrate` table brings its fitted transfers). The table's name and a hash
     of its content enter the method id, so output derived with another table gets other
     UIDs."""
-    import hashlib
-
     from kernelconv.engines.filter_engine import FilterEngine
-    from kernelconv.kernel_response import load_response_table, load_transfers
+    from kernelconv.kernel_response import KernelTable
 
-    if kernel_table is None:
-        return FilterEngine()
-    table = load_response_table(kernel_table)
-    digest = hashlib.sha256(kernel_table.read_bytes()).hexdigest()[:8]
-    return FilterEngine(table, transfers=load_transfers(kernel_table),
-                        table_label=f"{kernel_table.stem}-{digest}")
+    return FilterEngine(KernelTable.load(kernel_table))
 
 
 def select_engine(spec: EngineSpec, notice: Callable[[str], None] = lambda m: None

@@ -74,6 +74,9 @@ class ModuleEngine(GeneratorEngine):
         self.memory_format = torch.contiguous_format
         self.chunk = 1 << 30
         super().__init__(info, net.config.size_multiple)
+        if precision != "fp32":  # reduced precision writes other pixels: other UIDs
+            self.method_id += f"+{precision}"
+            self.description += f" ({precision} autocast)"
 
     def correction_is_zero(self) -> bool:
         head = self.net.head[0]
@@ -117,8 +120,8 @@ class TorchEngine(ModuleEngine):
         dev = resolve_device(device)
         if precision not in PRECISIONS:
             raise DeviceError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
-        if precision != "fp32" and dev.type != "cuda":
-            raise DeviceError(f"--precision {precision} needs a CUDA device; the CPU runs fp32")
+        if precision == "fp16" and dev.type != "cuda":
+            raise DeviceError("--precision fp16 needs a CUDA device; the CPU runs fp32 or bf16")
         on_gpu = dev.type == "cuda"
         memory_format = torch.channels_last if on_gpu else torch.contiguous_format
         net = net.eval().to(dev).to(memory_format=memory_format)  # type: ignore[call-overload]

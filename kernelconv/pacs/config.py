@@ -22,8 +22,10 @@ from kernelconv.pacs.forward import Destination
 from kernelconv.pipeline import ConvertOptions
 
 UNCONVERTIBLE = ("ignore", "forward")
-#: setting names that differ from the field names (the option is --to / --from)
-_FIELD_OF = {"to": "target", "source": "source"}
+#: setting names that differ from the field names (the options are --to, --from, --out-dir)
+_FIELD_OF = {"to": "target", "source": "source", "out_dir": "out"}
+#: older setting names still accepted (the option --out became --out-dir)
+_OLD_NAMES = ("out",)
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class ListenConfig:
     ae_title: str = "KERNELCONV"
     host: str = "0.0.0.0"
     port: int = 11112
-    out: Path | None = None
+    out: Path | None = None  # --out-dir
     forward: tuple[Destination, ...] = ()
     allow_ae: tuple[str, ...] = ()
     stable_seconds: float = 30.0
@@ -64,7 +66,7 @@ class ListenConfig:
         """The names a config file or the command line may set."""
         inverse = {v: k for k, v in _FIELD_OF.items()}
         return [inverse.get(f.name, f.name) for f in fields(ListenConfig)
-                if f.name != "origins"]
+                if f.name != "origins"] + list(_OLD_NAMES)
 
     @staticmethod
     def read_file(path: Path) -> dict[str, Any]:
@@ -94,7 +96,7 @@ class ListenConfig:
         if not self.target:
             raise UsageError("listen: --to KERNEL is required")
         if self.out is None and not self.forward:
-            raise UsageError("listen: give --out DIR and/or --forward AET@HOST:PORT")
+            raise UsageError("listen: give --out-dir DIR and/or --forward AET@HOST:PORT")
         if self.tls_key and not self.tls_cert:
             raise UsageError("listen: --tls-key needs --tls-cert")
         return self

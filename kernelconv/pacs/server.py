@@ -9,6 +9,7 @@ accepted them. On start the spool is scanned, so nothing received is lost by a c
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -33,31 +34,37 @@ from kernelconv.kernels import KernelAliases, read_kernel_map
 from kernelconv.pacs.config import ListenConfig
 from kernelconv.pacs.forward import send_files
 from kernelconv.pacs.spool import Spool
-from kernelconv.pipeline import convert_series, plan_series
+from kernelconv.pipeline import convert_series, plan_series, resolve_kernels
 
 log = logging.getLogger("kernelconv.listen")
 
 
 def emit(event: str, **fields: Any) -> None:
-    """One structured (JSON) log line; callers never pass patient names or IDs."""
-    log.info(json.dumps({"time": round(time.time(), 3), "event": event, **fields}))
+    """One structured (JSON) log line, its time in ISO 8601 local time with the UTC offset;
+    callers never pass patient names or IDs."""
+    now = datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
+    log.info(json.dumps({"time": now, "event": event, **fields}))
 
 
 class Listener:
     """The DICOM node. ``engine_factory`` is called once, when the first series needs
-    converting; ``domains`` are its kernels, ``owner`` says whose (for messages)."""
+    converting; ``domains`` are its kernels, ``owner`` says whose (for messages). It holds its
+    spool's lock from construction to the end of :meth:`run_forever` (or :meth:`close`);
+    ``retry_failed`` moves the series of SPOOL/failed/ back to be converted again."""
 
     def __init__(self, cfg: ListenConfig, engine_factory: Callable[[], Engine],
-                 domains: tuple[str, ...], owner: str = "the model") -> None:
+                 domains: tuple[str, ...], owner: str = "the model",
+                 retry_failed: bool = False) -> None:
         cfg = cfg.validated()
         kernel_map = read_kernel_map(cfg.kernel_map) if cfg.kernel_map else {}
         self.table = KernelAliases.for_domains(domains, kernel_map)
-        # the same resolution, and the same error, as `convert --to`
-        self.cfg = replace(cfg, target=self.table.resolve_target(cfg.target, owner))
-        self.options = self.cfg.convert_options(kernel_map)
+        # the same resolution, and the same errors, as `convert --to` and `--from`
+        self.options = cfg.convert_options(kernel_map)
+        resolve_kernels(self.options, self.table, owner)
+        self.cfg = replace(cfg, target=self.options.target)
         self.engine_factory = engine_factory
         self.engine: Engine | None = None
-        self.spool = Spool(cfg.spool)
+        self.spool = Spool(cfg.spool, retry_failed)
         self.queue: queue.Queue[str] = queue.Queue()
         self.stop = threading.Event()
         self.server: Any = None
@@ -119,6 +126,8 @@ class Listener:
         for name, target in (("kc-monitor", self._monitor), ("kc-worker", self._worker)):
             threading.Thread(target=target, name=name, daemon=True).start()
         self.spool.write_status()
+        for key in self.spool.requeued:
+            emit("series-requeued", series=key)
         emit("listening", ae_title=self.cfg.ae_title, port=self.cfg.port,
              pending=len(self.spool.last_arrival))
 
@@ -133,7 +142,12 @@ class Listener:
         while not self.stop.is_set():
             time.sleep(0.2)
         self._worker_done.wait(timeout=600)
+        self.close()
         emit("stopped")
+
+    def close(self) -> None:
+        """Release the spool (its lock)."""
+        self.spool.close()
 
     # ------------------------------------------------------------------ work side
     def _monitor(self) -> None:

@@ -6,10 +6,19 @@ Layout::
     SPOOL/incoming/<SeriesInstanceUID>/<SOPInstanceUID>.dcm   received, waiting or in work
     SPOOL/failed/<SeriesInstanceUID>/...                      gave up; reason.json beside
     SPOOL/status.json                                         counts and recent series
+    SPOOL/listener.lock                                       held by the listener using it
+
+One listener per spool: the spool takes an exclusive ``flock`` on ``listener.lock`` before it
+touches anything (its restart recovery removes half-written files, which would be another
+listener's instances in flight) and refuses to open when another process holds it. The kernel
+releases the lock when its process ends, however it ends, so a lock file left by a killed
+listener is stale and taken over (the file only records the holder's pid, for the message).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -19,7 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kernelconv.dicom.paths import sanitise
-from kernelconv.fileio import PART_SUFFIX, atomic_write_bytes, atomic_write_text
+from kernelconv.errors import OutputError
+from kernelconv.fileio import PART_SUFFIX, atomic_write_bytes, atomic_write_text, output_errors
+
+LOCK_NAME = "listener.lock"
 
 
 @dataclass
@@ -32,12 +44,23 @@ class SeriesRecord:
 
 
 class Spool:
-    def __init__(self, root: Path) -> None:
+    """The spool at ``root``, locked for this process until :meth:`close`. With
+    ``retry_failed`` the series in failed/ are moved back to incoming/ first (:attr:`requeued`
+    names them) and are converted again like any pending series."""
+
+    def __init__(self, root: Path, retry_failed: bool = False) -> None:
         self.root = root
         self.incoming = root / "incoming"
         self.failed = root / "failed"
-        self.incoming.mkdir(parents=True, exist_ok=True)
-        self.failed.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = lock_spool(root)
+        try:
+            with output_errors(root, "--spool"):
+                self.incoming.mkdir(parents=True, exist_ok=True)
+                self.failed.mkdir(parents=True, exist_ok=True)
+                self.requeued = self.requeue_failed() if retry_failed else []
+        except BaseException:
+            self.close()
+            raise
         self._lock = threading.Lock()
         self.last_arrival: dict[str, float] = {}
         self.records: dict[str, SeriesRecord] = {}
@@ -52,6 +75,30 @@ class Spool:
                     self.records[d.name] = SeriesRecord(d.name, "pending", len(files))
                 else:
                     shutil.rmtree(d, ignore_errors=True)
+
+    def close(self) -> None:
+        """Release the spool's lock (also released when the process ends)."""
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def requeue_failed(self) -> list[str]:
+        """Move every series of failed/ back to incoming/ (an instance received again since
+        is kept as received), dropping its reason.json; the keys of the series moved."""
+        moved = []
+        for d in sorted(p for p in self.failed.iterdir() if p.is_dir()):
+            target = self.incoming / d.name
+            target.mkdir(exist_ok=True)
+            for f in sorted(d.glob("*.dcm")):
+                if (target / f.name).exists():
+                    f.unlink()
+                else:
+                    os.replace(f, target / f.name)
+            shutil.rmtree(d)
+            moved.append(d.name)
+        return moved
 
     def persist(self, series_uid: str, sop_uid: str, data: bytes) -> Path:
         """Write one instance durably; raises OSError when it cannot."""
@@ -124,3 +171,22 @@ class Spool:
                     "series": [asdict(r) for r in sorted(self.records.values(),
                                                          key=lambda r: -r.updated)[:200]]}
         atomic_write_text(self.root / "status.json", json.dumps(data, indent=1) + "\n")
+
+
+def lock_spool(root: Path) -> int:
+    """Take the spool's exclusive lock (module docstring): the open lock file's descriptor,
+    or an OutputError naming the holder's pid when another process holds it."""
+    with output_errors(root, "--spool"):
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise OutputError(f"--spool {root}: another kernelconv listen"
+                          + (f" (pid {holder})" if holder.isdigit() else "")
+                          + " is using this spool; stop it or give another --spool") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

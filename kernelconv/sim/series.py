@@ -57,7 +57,8 @@ class SimulationConfig:
     phantom: str = "chest"  # or "qa"
     slice_spacing: float = 1.0  # mm
     oversample: int = 2
-    fov: float = 350.0  # mm on 512 pixels (when not randomised)
+    fov: float = 350.0  # mm on ``matrix`` pixels (when not randomised)
+    matrix: int = 512  # output rows and columns (1024: a high-resolution reconstruction)
     table: bool = False  # a patient table below the chest (when not randomised)
     randomise: bool = False  # extension: domain randomisation per patient (module docstring)
 
@@ -160,10 +161,10 @@ def _simulate_patient(folder: Path, name: str, index: int, config: SimulationCon
     pseed = patient_seed(config.seed, index)
     qa = config.phantom == "qa"
     var = draw_variation(config, pseed, kernels)
-    if var == Variation(fov=350.0, table=var.table):  # the reference scanner, as always
-        geo = Geometry(oversample=config.oversample)
+    if var == Variation(fov=350.0, table=var.table) and config.matrix == 512:
+        geo = Geometry(oversample=config.oversample)  # the reference scanner, as always
     else:  # the object grid holds the whole patient even when the field of view is smaller
-        geo = Geometry.for_fov(var.fov, 440.0 * max(1.0, var.body_scale),
+        geo = Geometry.for_fov(var.fov, 440.0 * max(1.0, var.body_scale), size=config.matrix,
                                oversample=config.oversample)
     patient = None if qa else ChestPatient.create(pseed, geo.fine_size, geo.fine_pixel,
                                                   var.body_scale)
