@@ -3,10 +3,14 @@
     python benchmarks/eval_summary.py eval.json --model "model resim-fr-v1"
 
 Prints markdown tables: PSNR per data set and direction (model / filter / identity, the
-better of model and filter in bold); the model's largest |bias| per data set and region
-beside the filter's; the noise SD ratio to the true target per data set and direction (model /
-filter / identity); and, where the evaluation had a QA phantom (--qa), the MTF50 ratio of the
-converted phantom to the target kernel's (model / filter / identity).
+better of model and filter in bold, and the number of slices); the model's PSNR minus the
+filter's (or --baseline's), as the mean of the paired per-slice differences with their SD
+and a bootstrap 95% interval, per data set and pooled over the simulated sets (every set but
+the real phantom); the model's largest |bias| per data set and region beside the filter's,
+and how many series the HU check passed at convert's default limit; the noise SD ratio to
+the true target per data set and direction (model / filter / identity); and, where the
+evaluation had a QA phantom (--qa), the MTF50 ratio of the converted phantom to the target
+kernel's (model / filter / identity).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import argparse
 import json
 from pathlib import Path
 
+from model_eval import fmt_difference, paired_difference
+
 REGIONS = ("soft tissue", "fat", "lung")
 
 
@@ -22,13 +28,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("eval_json", type=Path)
     ap.add_argument("--model", required=True, help='row name in the JSON, e.g. "model NAME"')
+    ap.add_argument("--baseline", default="filter",
+                    help='the row the PSNR difference table compares with (default: filter)')
     args = ap.parse_args()
     data = json.loads(args.eval_json.read_text())
     qa = data.pop("qa", None)  # MTF50 of the QA phantom: no PSNR, its own table
     # the directions in model_eval's order, as the data sets hold them
     directions = list(dict.fromkeys(d for m in data.values() for d in m["identity"]))
 
-    print("| data | " + " | ".join(directions) + " |")
+    print("| data (slices) | " + " | ".join(directions) + " |")
     print("|---|" + "---|" * len(directions))
     for name, methods in data.items():
         cells = []
@@ -39,12 +47,36 @@ def main() -> None:
             m, f, i = (methods[k][d]["psnr"] for k in (args.model, "filter", "identity"))
             ms, fs = (f"**{m:.2f}**", f"{f:.2f}") if m >= f else (f"{m:.2f}", f"**{f:.2f}**")
             cells.append(f"{ms} / {fs} / {i:.2f}")
+        n = max(v["n"] for v in methods["identity"].values())
+        print(f"| {Path(name).name} ({n}) | " + " | ".join(cells) + " |")
+
+    print()
+    print(f"| model - {args.baseline}, dB: mean (per-slice SD, 95% interval, slices) | "
+          + " | ".join(directions) + " |")
+    print("|---|" + "---|" * len(directions))
+    pooled: dict[str, tuple[list[float], list[float]]] = {d: ([], []) for d in directions}
+    for name, methods in data.items():
+        cells = []
+        for d in directions:
+            if d not in methods[args.model]:
+                cells.append("-")
+                continue
+            a = methods[args.model][d]["psnr_slices"]
+            b = methods[args.baseline][d]["psnr_slices"]
+            if "phantom" not in name:
+                pooled[d][0].extend(a)
+                pooled[d][1].extend(b)
+            cells.append(fmt_difference(paired_difference(a, b)))
         print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
+    print("| all simulated sets pooled | " + " | ".join(
+        fmt_difference(paired_difference(*pooled[d])) if pooled[d][0] else "-"
+        for d in directions) + " |")
 
     print()
     print("| data | " + " | ".join(f"max abs bias {r}, model (filter)" for r in REGIONS)
-          + " | LAA-950 diff B70f -> B30f, model (filter) |")
-    print("|---|" + "---|" * (len(REGIONS) + 1))
+          + " | LAA-950 diff B70f -> B30f, model (filter) | series the HU check passed at "
+          "convert's default limit, model (filter) |")
+    print("|---|" + "---|" * (len(REGIONS) + 2))
     for name, methods in data.items():
         cells = []
         for r in REGIONS:
@@ -58,6 +90,10 @@ def main() -> None:
         laa = methods[args.model].get("B70f -> B30f", {}).get("laa")
         flaa = methods["filter"].get("B70f -> B30f", {}).get("laa")
         cells.append("-" if laa is None else f"{laa:+.2f} ({flaa:+.2f})")
+        checks = {k: [c for v in methods[k].values() for c in v.get("hu_check_passed", [])]
+                  for k in (args.model, "filter")}
+        cells.append(" ".join(f"{sum(c)}/{len(c)}" if i == 0 else f"({sum(c)}/{len(c)})"
+                              for i, c in enumerate(checks.values())))
         print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
 
     print()
