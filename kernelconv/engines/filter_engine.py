@@ -42,6 +42,7 @@ reconstructions, which needs neither the Wiener term nor the noise limit.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -109,6 +110,16 @@ class FilterEngine:
     def transfers(self) -> TransferTable:
         """A site calibration's fitted transfers, used instead of the window ratio."""
         return self.kernels.transfers
+
+    def add_kernel(self, response: KernelResponse) -> None:
+        """Convert from (or to) one more kernel, e.g. a series' kernel estimated from its
+        images (:mod:`kernelconv.fingerprint`); the table is copied, never changed in place."""
+        self.kernels = dataclasses.replace(
+            self.kernels, responses={**self.kernels.responses, response.name: response})
+        self.kernel_table = self.kernels
+        self.domains = tuple(self.table)
+        self.domain_sharpness = domain_sharpness(self.domains, table=self.table)
+        self._grids.clear()
 
     def sharper(self, source: str, target: str) -> bool:
         return self.domain_sharpness[target] > self.domain_sharpness[source]
