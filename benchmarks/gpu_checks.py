@@ -85,8 +85,9 @@ def shared_files(per_series: int = 1, series: int = 8) -> list[Path]:
     for base in SHARED_DIRS:
         archive = base / "real-ct-archive"
         if archive.is_dir():
-            leaves = sorted({f.parent for f in archive.rglob("*.dcm")})[:series]
-            return [f for d in leaves for f in sorted(d.glob("*.dcm"))[:per_series]]
+            leaves = sorted({f.parent for f in archive.rglob("*.dcm")})
+            spread = leaves[::max(1, len(leaves) // series)][:series]  # across collections
+            return [f for d in spread for f in sorted(d.glob("*.dcm"))[:per_series]]
     return []
 
 

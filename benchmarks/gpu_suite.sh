@@ -28,7 +28,8 @@
 # Python (GPU_SUITE_PYVER, default 3.12) and copies pydicom-data's CT files (and a few shared
 # real-CT slices where present) into DIR (default .gpu-suite, git-ignored through
 # .git/info/exclude); carry DIR to the machine, where the suite installs them into /tmp.
-# An onnxruntime-gpu wheel in DIR/ort (or its split parts DIR/ort/*.part-*) is installed too.
+# An onnxruntime-gpu wheel in DIR/ort, or GPU_SUITE_ORT (or its split parts *.part-*), is
+# installed too (docs/performance.md, GPU suite, says how to bring it).
 # Exit code: 0 when every step passed, 1 when one failed or timed out, 2 usage.
 set -u
 
@@ -73,9 +74,9 @@ for name in (*PYDICOM_CT, ENHANCED_TEMPLATE):
     src = data_file(name)
     if src is None:
         sys.exit(f"{name}: pydicom-data is not installed here (pip install pydicom-data)")
-    shutil.copy(src, dest / name)
+    shutil.copyfile(src, dest / name)
 for i, src in enumerate(shared_files()):
-    shutil.copy(src, dest / "shared" / f"{i:02d}-{src.parent.name}-{src.name}")
+    shutil.copyfile(src, dest / "shared" / f"{i:02d}-{src.parent.name}-{src.name}")
 EOF
     exclude="$(git -C "$REPO" rev-parse --git-path info/exclude 2>/dev/null)"
     rel="/${CARRY#"$REPO"/}/"
@@ -84,7 +85,11 @@ EOF
         mkdir -p "$(dirname "$exclude")" && echo "$rel" >> "$exclude"
     fi
     du -sh "$CARRY"
-    echo "prepared $CARRY: carry it (run's carry: [\"${CARRY#"$REPO"/}\"])"
+    if [ "${CARRY#"$REPO"/}" != "$CARRY" ]; then
+        echo "prepared $CARRY: carry it (run's carry: [\"${CARRY#"$REPO"/}\"])"
+    else
+        echo "prepared $CARRY (outside the repo: only a folder inside it can be carried)"
+    fi
     exit 0
 fi
 
@@ -106,12 +111,13 @@ if ! "$PY" -c "import pydicom, finufft, pylibjpeg" 2>/dev/null && [ -d "$CARRY/w
         --target "$WORK/site" "$CARRY"/wheels/*.whl && \
         export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-if [ -d "$CARRY/ort" ]; then
-    ort_whl="$(ls "$CARRY"/ort/*.whl 2>/dev/null | head -n 1)"
-    if [ -z "$ort_whl" ] && ls "$CARRY"/ort/*.part-* >/dev/null 2>&1; then
-        first="$(ls "$CARRY"/ort/*.part-* | head -n 1)"
+ORT="${GPU_SUITE_ORT:-$CARRY/ort}"
+if [ -d "$ORT" ]; then
+    ort_whl="$(ls "$ORT"/*.whl 2>/dev/null | head -n 1)"
+    if [ -z "$ort_whl" ] && ls "$ORT"/*.part-* >/dev/null 2>&1; then
+        first="$(ls "$ORT"/*.part-* | head -n 1)"
         ort_whl="$WORK/$(basename "${first%.part-*}")"
-        cat "$CARRY"/ort/*.part-* > "$ort_whl"
+        cat "$ORT"/*.part-* > "$ort_whl"
     fi
     if [ -n "$ort_whl" ]; then
         "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -181,8 +187,9 @@ if [ "$SMOKE" = 1 ]; then
         --models default --frames 3 --batch-size 2 --torchrun-slices 1 \
         --json "$RESULTS/correctness.json"
     step inference-default 45 "$PY" $B/inference_bench.py --model default --device cpu \
-        --slices 1 --batch-size 1 --input "$REAL" --no-onnx --net-sweep --sweep-batches 1 \
-        --min-time 0 --precisions fp32 --cuda-graphs --json "$RESULTS/inference-default.json"
+        --slices 1 --batch-size 1 --input "$REAL" --no-onnx --batch-sizes 1 --net-sweep \
+        --sweep-batches 1 --min-time 0 --precisions fp32 --cuda-graphs \
+        --json "$RESULTS/inference-default.json"
     step e2e 60 "$PY" $B/convert_bench.py "${TINY[@]}" --device cpu --slices 2 --batch-size 2 \
         --runs paper,filter --series "$WORK/series" --cli --json "$RESULTS/e2e.json"
     step onnx 45 "$PY" $B/gpu_checks.py onnx --device cpu --json "$RESULTS/onnx.json" -- \
@@ -202,7 +209,7 @@ else
         --frames 40 --batch-size 16 --json "$RESULTS/correctness.json"
     step inference-default 75 "$PY" $B/inference_bench.py --model default --device cuda \
         --slices 32 --batch-size 16 --input "$REAL" --no-onnx --batch-sizes 1,4,16,32 \
-        --net-sweep --sweep-batches 1,4,16,32 --precisions fp32,bf16,fp16 --compile \
+        --net-sweep --sweep-batches 1,4,16,32 --precisions fp32,bf16,fp16 \
         --cuda-graphs --json "$RESULTS/inference-default.json"
     step e2e 150 "$PY" $B/convert_bench.py --device cuda --precision bf16 --batch-size 32 \
         --slices 300 --runs paper,default,filter --series "$WORK/series" --cli \

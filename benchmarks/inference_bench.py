@@ -427,12 +427,14 @@ def main() -> None:
         result.setdefault("rows", []).append(row)
     write_json(args.json, result)
 
-    if dev.type == "cuda" and args.batch_sizes:
-        print("\nCUDA batch sweep, model only (slices/s):")
-        big = np.concatenate([hu] * max(1, 64 // len(hu)))[:64]
-        variants: list[tuple[str, str, bool]] = [(p, p, False) for p in ("fp32", "bf16", "fp16")]
+    if args.batch_sizes:  # on the CPU (smoke runs) the given slices, fp32 and bf16
+        on_gpu = dev.type == "cuda"
+        print(f"\n{'CUDA' if on_gpu else 'CPU'} batch sweep, model only (slices/s):")
+        big = np.concatenate([hu] * max(1, 64 // len(hu)))[:64] if on_gpu else hu
+        variants: list[tuple[str, str, bool]] = [
+            (p, p, False) for p in ("fp32", "bf16", "fp16") if on_gpu or p != "fp16"]
         if engine.base_filter is not None:  # what the base filter on the GPU would give
-            variants.append(("bf16, base filter on the GPU", "bf16", True))
+            variants.append(("bf16, base filter on the device", "bf16", True))
         for label, prec, filter_on_gpu in variants:
             eng = TorchEngine(model, args.device, prec)
             if filter_on_gpu and eng.base_filter is not None:
