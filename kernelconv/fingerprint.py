@@ -63,6 +63,8 @@ BOOTSTRAP = 12
 MAX_MISFIT = 0.2
 #: relative uncertainty never below this (the window family is a model)
 MIN_UNCERTAINTY = 0.05
+#: relative uncertainty from the number of tiles n: TILE_TERM / sqrt(n)
+TILE_TERM = 0.5
 BUMP_WIDTH = 2.0
 
 
@@ -319,7 +321,10 @@ def estimate(images: np.ndarray, pixel_mm: float, name: str = "estimated",
     m50, m10, _ = mtf_figures(_response(p, name, "", 0.0))
     spread = float(np.std(np.log(boot)))
     across = float(np.ptp(np.log(list(mtf50s.values())))) / 2.0
-    u = float(max(MIN_UNCERTAINTY, np.sqrt(spread ** 2 + across ** 2 + misfit ** 2)))
+    # the bootstrap of a handful of tiles understates the error (simulated chests: 4 tiles,
+    # MTF50 errors up to 36 %; 20 tiles, within 4 %): a term for the number of tiles
+    few = TILE_TERM / float(np.sqrt(len(tiles)))
+    u = float(max(MIN_UNCERTAINTY, np.sqrt(spread ** 2 + across ** 2 + misfit ** 2 + few ** 2)))
     reason = ""
     if misfit > MAX_MISFIT:
         reason = (f"the noise spectrum does not follow a filtered back-projection kernel "
