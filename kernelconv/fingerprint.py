@@ -10,17 +10,22 @@ W(0) = 1 (every kernel has MTF(0) = 1), which the fitted window family holds by 
 
 The window family is the response table's (:class:`~kernelconv.kernel_response.KernelResponse`:
 a Butterworth low-pass times a Gaussian mid-frequency boost), fitted to the log of the measured
-NPS over rings from ``F_LOW`` lp/cm (below, anatomy, the 64-pixel tiles' Hann leakage and the
+NPS over rings from 1.0-1.5 lp/cm (below, anatomy, the 64-pixel tiles' Hann leakage and the
 detrending dominate) to 0.95 x the image Nyquist frequency, with the model folded exactly as the
-image grid folds it. Its uncertainty combines the spread over bootstrap resamples of the tiles,
-over the lowest fitted frequency (1.0, 1.25, 1.5 lp/cm: how the fit extrapolates to W(0)), and
-the misfit of the model.
+image grid folds it, plus the white noise of the stored values' rounding and a steep anatomy
+term (what little anatomy the quiet tiles keep). Only "quiet" tiles count (:func:`quiet_tiles`):
+tissue whose 4 mm low-pass varies by at most 8 HU. The uncertainty combines the spread over
+bootstrap resamples of the tiles, over the lowest fitted frequency (how the fit extrapolates to
+W(0)), the misfit, and a term for few tiles.
 
-Measured (benchmarks/fingerprint_eval.py): on simulated chests at 0.35-0.68 mm pixels and 0.5-2x
-dose, MTF50 within 8 % of the kernels' true windows; on the real Siemens B40f/B70f pair, the
-ratio of the two fingerprints follows the pair's fitted transfer within 5 % up to 7 lp/cm. With
-coarse pixels (0.94 mm: Nyquist 5.3 lp/cm, sharp kernels fold twice) or few flat regions it is
-unreliable, and its uncertainty says so.
+Measured (``python benchmarks/fingerprint_eval.py``, docs/fingerprint.md): on simulated chests
+MTF50 within 4 % with 20 quiet tiles (0.49 mm pixels) but with errors up to 36 % with 4 (one
+4-slice chest at 0.68 mm; 14 % RMS over 12 cases); real series agree with their header
+kernels (Siemens B40f 3.97 lp/cm against the table's 4.40, B70f 7.03 and 7.02 against 7.66,
+Mayo B30f 3.63 and 3.80 against 3.52); the ratio of the real Siemens B70f and B40f
+fingerprints, each from its own images, is 12-20 % below the pair's fitted transfer at 2-7
+lp/cm. Where there is too little flat tissue (the Canon chest phantom, most of the Mayo
+abdomen series, 0.94 mm pixels) there is no estimate, and the series says why.
 
 What breaks the NPS-kernel relation: iterative and deep-learning reconstructions (SAFIRE,
 ADMIRE, iDose, ASiR, AIDR, AiCE, TrueFidelity...) shape noise non-linearly. They are detected
