@@ -4,8 +4,9 @@
 
 1. Simulated chests (the simulator's kernels are known exactly): MTF50 of the fingerprint
    against the true window's, at several doses and pixel sizes.
-2. Every real series the project has (the shared real pairs and archive, pydicom-data's CT
-   files): the fingerprint (MTF50 +- its bootstrap SD, tiles, misfit, validity) beside what the
+   Beside it, the MTF50 measured on the body outline's air-tissue edge
+   (kernelconv.fingerprint.edge_mtf, 4 slices).
+2. Every real series the project has (the shared real pairs and archive): the fingerprint (MTF50 +- its bootstrap SD, tiles, misfit, validity) beside what the
    built-in response table says of the header's kernel, and the claim check's verdict.
 3. Real pairs (the same raw data, two kernels): the ratio of the two series' fingerprints,
    each from its own images, against the pair's fitted transfer (least squares of one on the
@@ -23,7 +24,7 @@ import pydicom
 from kernelconv.calibration.fit import Accumulator, accumulate, solve
 from kernelconv.dicom.dataset import decode_hu, pixel_spacing_mm
 from kernelconv.dicom.discovery import discover
-from kernelconv.fingerprint import MAX_SLICES, check_claim, estimate
+from kernelconv.fingerprint import MAX_SLICES, check_claim, edge_mtf, estimate
 from kernelconv.kernel_response import builtin_table, load_response_table, mtf_figures
 from kernelconv.pipeline import fingerprint_series
 
@@ -45,8 +46,8 @@ def simulated(work: Path, slices: int) -> None:
 
     table = builtin_table()
     print("\n## 1. Simulated chests: fingerprint MTF50 against the true window's (lp/cm)\n")
-    print("| case | kernel | true | fingerprint | +- | error | tiles |")
-    print("|---|---|---|---|---|---|---|")
+    print("| case | kernel | true | fingerprint | +- | error | tiles | body-edge MTF50 |")
+    print("|---|---|---|---|---|---|---|---|")
     errors = []
     for name, dose, fov in SIMS:
         root = work / f"sim-{dose}-{fov:.0f}"
@@ -58,13 +59,16 @@ def simulated(work: Path, slices: int) -> None:
             stack = np.stack(list(_by_z(folder).values()))[:MAX_SLICES]
             fp = estimate(stack, pixel_spacing_mm(ds) or 0.684)
             true = mtf_figures(table[kernel])[0]
+            edge = edge_mtf(stack[:4], pixel_spacing_mm(ds) or 0.684)
+            edge50 = "-" if edge is None else f"{edge.mtf50:.2f} ({edge.mtf50 / true - 1:+.1%})"
             if fp.mtf50 is None:
-                print(f"| {name} | {kernel} | {true:.2f} | - | - | {fp.reason} | {fp.tiles} |")
+                print(f"| {name} | {kernel} | {true:.2f} | - | - | {fp.reason} | {fp.tiles} "
+                      f"| {edge50} |")
                 continue
             err = fp.mtf50 / true - 1.0
             errors.append((name, err))
             print(f"| {name} | {kernel} | {true:.2f} | {fp.mtf50:.2f} | "
-                  f"{fp.mtf50_sd or 0:.2f} | {err:+.1%} | {fp.tiles} |")
+                  f"{fp.mtf50_sd or 0:.2f} | {err:+.1%} | {fp.tiles} | {edge50} |")
     fine = [e for n, e in errors if "0.94" not in n]
     print(f"\nRMS error {np.sqrt(np.mean(np.square(fine))):.1%} over the {len(fine)} cases at "
           f"0.49-0.68 mm (max {np.max(np.abs(fine)):.1%}).")
@@ -74,13 +78,17 @@ def real_series(roots: list[Path]) -> None:
     table = builtin_table()
     print("\n## 2. Real series: fingerprint and header\n")
     print("| series | header kernel | table MTF50 | fingerprint MTF50 | +- | tiles | misfit | "
-          "verdict |")
-    print("|---|---|---|---|---|---|---|---|")
+          "verdict | body-edge MTF50 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for root in roots:
         for series in discover(root).series:
             if series.error:
                 continue
             fp = fingerprint_series(series, series.kernel)
+            first = [pydicom.dcmread(s.path) for s in series.slices[:4]]
+            edge = edge_mtf(np.concatenate([decode_hu(ds, ref.path)[1] for ds, ref in
+                                            zip(first, series.slices, strict=False)]),
+                            pixel_spacing_mm(first[0]) or 0.684)
             kernel = (series.kernel or "").strip()
             spec = table.get(kernel)
             claimed = f"{mtf_figures(spec)[0]:.2f}" if spec else "not in table"
@@ -90,8 +98,9 @@ def real_series(roots: list[Path]) -> None:
             m50 = "-" if fp.mtf50 is None else f"{fp.mtf50:.2f}"
             sd = "-" if fp.mtf50_sd is None else f"{fp.mtf50_sd:.2f}"
             misfit = "-" if fp.misfit is None else f"{fp.misfit:.3f}"
+            e50 = "-" if edge is None else f"{edge.mtf50:.2f}"
             print(f"| {label} | {kernel or '-'} | {claimed} | {m50} | {sd} | {fp.tiles} | "
-                  f"{misfit} | {verdict} |")
+                  f"{misfit} | {verdict} | {e50} |")
 
 
 def real_pairs(pairs: list[tuple[Path, Path]]) -> None:

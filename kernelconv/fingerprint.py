@@ -417,3 +417,95 @@ def check_claim(fp: Fingerprint, kernel: str, spec: KernelResponse) -> str | Non
     way = "sharper" if fp.mtf50 > claimed else "softer"
     return (f"the images do not look like {kernel}: their noise says MTF50 "
             f"{fp.mtf50:.1f} lp/cm, {kernel} has {claimed:.1f} (a {way} kernel)")
+
+
+# ------------------------------------------------------------------ edges
+
+@dataclass(frozen=True)
+class EdgeMtf:
+    """The MTF measured on the body outline's air-tissue edge (an oversampled edge spread
+    function from many edge points, as the slanted-edge method builds it)."""
+
+    freq_lpcm: np.ndarray
+    mtf: np.ndarray
+    mtf50: float
+    mtf10: float
+    edge_points: int
+
+
+def edge_mtf(images: np.ndarray, pixel_mm: float, half_px: int = 8,
+             bin_px: float = 0.1) -> EdgeMtf | None:
+    """The MTF of (B, H, W) HU ``images`` from the outline of the largest body: at every
+    fourth outline pixel with air (< -900 HU) outside and soft tissue or fat (-200..150 HU)
+    inside, the pixels within +-3 px along the edge and +-``half_px`` across it are placed
+    by their distance to the sub-pixel edge (where the smoothed profile crosses the middle of
+    the two levels) and normalised to the step; the pooled samples, binned at ``bin_px``,
+    give the edge spread function, its derivative (Hann-windowed) the MTF. None without
+    usable edges.
+
+    Measured (benchmarks/fingerprint_eval.py, 4 slices): on simulated chests (1 mm slices)
+    it gives the kernels' MTF50 within 7.4 % at 0.49-0.94 mm pixels, also where the noise
+    cannot; on the real Canon phantom (1 mm) FC13 3.18 and FC51 6.45 lp/cm; on patients it is
+    far below the kernel's (the real Siemens B40f 3.01 and B70f 4.85 at 8 mm slices, the
+    Mayo B30f 2.5-2.7 at 3 mm): skin layers and a body surface sloping through a thick slice
+    are not a step. So it is reported, never used to convert.
+    """
+    from scipy import ndimage
+
+    from kernelconv.kernel_response import mtf_crossing
+
+    distances, values = [], []
+    for img in images.astype(np.float64):
+        smooth = ndimage.gaussian_filter(img, 1.5)
+        body = ndimage.binary_opening(smooth > -500.0, iterations=2)
+        labels, n = ndimage.label(body)
+        if n == 0:
+            continue
+        sizes = ndimage.sum(body, labels, range(1, n + 1))
+        body = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+        outline = body & ~ndimage.binary_erosion(body)
+        gy, gx = np.gradient(ndimage.gaussian_filter(img, 2.0))
+        ys, xs = np.nonzero(outline)
+        for y, x in list(zip(ys, xs, strict=True))[::4]:
+            g = float(np.hypot(gy[y, x], gx[y, x]))
+            y0, y1, x0, x1 = y - half_px, y + half_px + 1, x - half_px, x + half_px + 1
+            if g < 50.0 or y0 < 0 or x0 < 0 or y1 > img.shape[0] or x1 > img.shape[1]:
+                continue
+            ny, nx = gy[y, x] / g, gx[y, x] / g  # into the body
+            yy, xx = np.mgrid[y0:y1, x0:x1]
+            across = (yy - y) * ny + (xx - x) * nx
+            along = -(yy - y) * nx + (xx - x) * ny
+            near = (np.abs(along) <= 3) & (np.abs(across) <= half_px)
+            patch = img[y0:y1, x0:x1]
+            air, tissue = patch[near & (across < -4)], patch[near & (across > 4)]
+            if len(air) < 5 or len(tissue) < 5:
+                continue
+            a, t = float(np.median(air)), float(np.median(tissue))
+            if not (a < -900.0 and -200.0 < t < 150.0):
+                continue
+            steps = np.arange(-4.0, 4.01, 0.25)
+            profile = ndimage.map_coordinates(smooth, [y + steps * ny, x + steps * nx], order=1)
+            cross = np.nonzero(np.diff(np.sign(profile - 0.5 * (a + t))))[0]
+            if len(cross) != 1:
+                continue
+            k = int(cross[0])
+            offset = steps[k] + (0.5 * (a + t) - profile[k]) / (profile[k + 1] - profile[k]) * 0.25
+            distances.append(across[near] - offset)
+            values.append((patch[near] - a) / (t - a))
+    if not distances:
+        return None
+    d, v = np.concatenate(distances), np.concatenate(values)
+    edges = np.arange(-half_px + 1.0, half_px - 1.0 + 1e-9, bin_px)
+    idx = np.digitize(d, edges) - 1
+    ok = (idx >= 0) & (idx < len(edges) - 1)
+    count = np.bincount(idx[ok], minlength=len(edges) - 1)
+    if count.min() < 10:
+        return None
+    esf = np.bincount(idx[ok], v[ok], minlength=len(edges) - 1) / count
+    lsf = np.gradient(esf) * np.hanning(len(esf))
+    spectrum = np.abs(np.fft.rfft(lsf, 4096))
+    f = np.fft.rfftfreq(4096, d=bin_px * pixel_mm) * 10.0
+    mtf = spectrum / spectrum[0]
+    keep = f <= 10.0 / (2.0 * pixel_mm) * 2.0
+    return EdgeMtf(f[keep], mtf[keep], mtf_crossing(f, mtf, 0.5), mtf_crossing(f, mtf, 0.1),
+                   len(distances))
