@@ -17,7 +17,9 @@ generator of --conv-dim/--n-res with random weights; the default), ``default`` o
 NAME|PATH, ``filter`` (the MTF-ratio filter on --device); ``+onnx`` after a model runs it with
 ONNX Runtime (fp32), ``@cpu`` after any runs it on the CPU. Speed runs lift the HU limit
 (--max-bias inf: random weights move mean HU); the check itself still runs and is timed.
---cli also times the `kernelconv convert` command on the series (a fresh process: start-up
+--breakdown also times end-to-end without the HU check, then also without the fingerprint,
+then also without decoding each derived file again: what each costs, and what the pipeline
+takes without them. --cli also times the `kernelconv convert` command on the series (a fresh process: start-up
 and model loading included). --json FILE writes every figure after each run. --repeat N
 times model-only and end-to-end N times each and keeps the fastest (a shared machine's other
 jobs only ever slow a run down). The summary at the end lists every run's throughput ratio
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import platform
 import subprocess
 import sys
@@ -36,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pydicom
@@ -134,6 +138,46 @@ def device_of(engine: Engine) -> torch.device:
     return dev if isinstance(dev, torch.device) else torch.device(str(dev))
 
 
+_OUTPUTS = itertools.count()  # each pipeline run writes a fresh output folder
+
+
+def end_to_end(engine: Engine, series: Path, out: Path, args: argparse.Namespace,
+               kernel_check: str = "refuse") -> list[float]:
+    """Seconds of each of --repeat `convert` pipelines of the series (HU limit lifted)."""
+    times = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        report = run_convert(series, out.with_name(f"{out.name}-{next(_OUTPUTS)}"),
+                             lambda: engine, tuple(engine.domains),
+                             ConvertOptions(target=TARGET, batch_size=args.batch_size,
+                                            max_bias=float("inf"), kernel_check=kernel_check))
+        times.append(time.perf_counter() - t0)
+        result = report.results[0]
+        if result.status != "converted":
+            raise RuntimeError(f"end to end: {result.status}: {result.reason}")
+    return times
+
+
+def breakdown(engine: Engine, series: Path, out: Path, args: argparse.Namespace,
+              full_s: float) -> dict[str, float]:
+    """End-to-end seconds (fastest of --repeat) with the pipeline's own work taken away step
+    by step: the HU check (a no-op), the source kernel's fingerprint (--kernel-check off),
+    the decoding of each derived file again before it is written (verify_encoding); each
+    part's cost is the difference. What is left is reading, decoding, converting, building
+    and writing the files."""
+    import kernelconv.pipeline as pipeline
+
+    times = {"full": full_s}
+    with mock.patch.object(pipeline.HuCheck, "add", lambda *a, **k: None):
+        times["without HU check"] = min(end_to_end(engine, series, out, args))
+        times["without HU check, fingerprint"] = min(end_to_end(engine, series, out, args,
+                                                                "off"))
+        with mock.patch.object(pipeline, "verify_encoding", lambda *a, **k: 0.0):
+            times["without HU check, fingerprint, re-decoding"] = min(
+                end_to_end(engine, series, out, args, "off"))
+    return times
+
+
 def measure(run: Run, series: Path, hu: np.ndarray, work: Path, args: argparse.Namespace,
             pk: dict[str, Any]) -> dict[str, Any]:
     """Model-only and end-to-end seconds of one run (and the command's, with --cli)."""
@@ -150,17 +194,8 @@ def measure(run: Run, series: Path, hu: np.ndarray, work: Path, args: argparse.N
         model_times.append(time.perf_counter() - t0)
     model_s = min(model_times)
 
-    e2e_times = []
-    for k in range(args.repeat):
-        out = work / f"out-{run.spec.replace('@', '-').replace('+', '-')}-{k}"
-        t0 = time.perf_counter()
-        report = run_convert(series, out, lambda: engine, tuple(engine.domains),
-                             ConvertOptions(target=TARGET, batch_size=args.batch_size,
-                                            max_bias=float("inf")))
-        e2e_times.append(time.perf_counter() - t0)
-        result = report.results[0]
-        if result.status != "converted":
-            raise RuntimeError(f"end to end: {result.status}: {result.reason}")
+    name = run.spec.replace('@', '-').replace('+', '-')
+    e2e_times = end_to_end(engine, series, work / f"out-{name}", args)
     e2e_s = min(e2e_times)
     n = len(hu)
     row: dict[str, Any] = {
@@ -171,6 +206,8 @@ def measure(run: Run, series: Path, hu: np.ndarray, work: Path, args: argparse.N
         "ratio_e2e_to_model_time": e2e_s / model_s,
         "ratio_e2e_to_model_throughput": model_s / e2e_s,
         "model_only_runs_s": model_times, "e2e_runs_s": e2e_times}
+    if args.breakdown:
+        row["breakdown_s"] = breakdown(engine, series, work / f"out-{name}", args, e2e_s)
     if run.flops is not None:
         gflops = run.flops * n / model_s / 1e9
         row.update(gflop_per_slice=run.flops / 1e9, model_gflops=gflops,
@@ -179,7 +216,7 @@ def measure(run: Run, series: Path, hu: np.ndarray, work: Path, args: argparse.N
             row["frac_bf16_peak"] = gflops / pk["bf16_matmul_gflops"]
     if args.cli:
         t0 = time.perf_counter()
-        proc = subprocess.run(run.cli(series, work / f"{out.name}-cli", args.batch_size),
+        proc = subprocess.run(run.cli(series, work / f"out-{name}-cli", args.batch_size),
                               capture_output=True, text=True)
         row["cli_wall_s"] = time.perf_counter() - t0
         row["cli_exit_code"] = proc.returncode
@@ -205,6 +242,8 @@ def main() -> None:
     ap.add_argument("--cli", action="store_true", help="also time `kernelconv convert`")
     ap.add_argument("--repeat", type=int, default=1, help="time model-only and end-to-end "
                     "this many times each, keep the fastest")
+    ap.add_argument("--breakdown", action="store_true", help="also time end-to-end without "
+                    "the HU check, the fingerprint and the re-decoding, one after the other")
     ap.add_argument("--json", help="write the figures to this JSON file")
     args = ap.parse_args()
 
@@ -249,6 +288,8 @@ def main() -> None:
         print(f"end-to-end : {e2e_s:8.2f} s  {n / e2e_s:8.3f} slices/s  {e2e_s / n:7.3f} s/slice")
         print(f"ratio end-to-end / model-only: {e2e_s / model_s:.3f}")
         print(f"throughput end-to-end / model-only: {model_s / e2e_s:.3f}")
+        for what, sec in row.get("breakdown_s", {}).items():
+            print(f"  end-to-end {what:<43}: {sec:6.2f} s  ({model_s / sec:.3f} of model-only)")
         if "cli_wall_s" in row:
             print(f"kernelconv convert: {row['cli_wall_s']:.2f} s wall with start-up"
                   + (f" (exit {row['cli_exit_code']}: {row.get('cli_error')})"
