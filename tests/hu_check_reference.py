@@ -1,7 +1,9 @@
-"""The HU check's full-resolution definition, frozen as it was before the check was made
-cheap (kernelconv/hu_check.py computes the same thing on a decimated grid): four full-size
-FFT low-passes per slice, the local noise map at full resolution, masks and erosions on every
-pixel. Used only by the tests that compare the two (tests/test_hu_check_agreement.py); slow.
+"""The HU check's full-resolution definition, ``HuCheck.add`` as it was before the check was
+made cheap: four full-size float64 FFT low-passes per slice, the local noise map at full
+resolution, masks and erosions pixel by pixel. Its building blocks are the module's own,
+unchanged (``lowpass``, ``local_noise_sd``, ``_erode``, ``_body``: the definitions the module
+docstring states, also used by the benchmarks). Used only by the tests that compare the two
+(tests/test_hu_check_agreement.py); slow.
 """
 
 from __future__ import annotations
@@ -13,51 +15,13 @@ from kernelconv.hu_check import (
     ERODE_MM,
     FLOOR_HU,
     MIN_REGION_PIXELS,
-    NOISE_SIGMA_MM,
     REGIONS,
     HuCheck,
+    local_noise_sd,
     lowpass,
 )
-
-
-def local_noise_sd(hu: np.ndarray, pixel_mm: float) -> np.ndarray:
-    """RMS of the residual after a ``NOISE_SIGMA_MM`` Gaussian, low-passed with the check's
-    Gaussian (the image clipped at the floor first)."""
-    clipped = np.maximum(hu.astype(np.float64), FLOOR_HU)
-    resid = clipped - lowpass(clipped, pixel_mm, NOISE_SIGMA_MM)
-    return np.sqrt(np.maximum(lowpass(resid * resid, pixel_mm), 0.0))
-
-
-def erode(mask: np.ndarray, radius_px: int) -> np.ndarray:
-    """Binary erosion by a square of half-width ``radius_px``; outside the image is False."""
-    if radius_px <= 0:
-        return mask
-    out = mask.copy()
-    for axis in (0, 1):
-        acc = out.copy()
-        for shift in range(1, radius_px + 1):
-            for sign in (1, -1):
-                rolled = np.roll(out, sign * shift, axis=axis)
-                edge = [slice(None)] * 2
-                edge[axis] = slice(0, shift) if sign > 0 else slice(-shift, None)
-                rolled[tuple(edge)] = False
-                acc &= rolled
-        out = acc
-    return out
-
-
-def body(lp_in: np.ndarray) -> np.ndarray:
-    """Above -500 HU, with enclosed low values filled row- and column-wise."""
-    dense = lp_in > -500.0
-
-    def span(mask: np.ndarray) -> np.ndarray:
-        idx = np.arange(mask.shape[1])
-        any_ = mask.any(axis=1)
-        first = np.where(any_, np.argmax(mask, axis=1), mask.shape[1])
-        last = np.where(any_, mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1), -1)
-        return (idx[None, :] >= first[:, None]) & (idx[None, :] <= last[:, None])
-
-    return span(dense) & span(dense.T).T
+from kernelconv.hu_check import _body as body
+from kernelconv.hu_check import _erode as erode
 
 
 def reference_add(check: HuCheck, hu_in: np.ndarray, hu_out: np.ndarray,
