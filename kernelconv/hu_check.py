@@ -431,6 +431,8 @@ def _slice_figures(raw_in: np.ndarray, raw_out: np.ndarray, pixel_mm: float,
 
 
 _POOL: list[ThreadPoolExecutor] = []
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
+    os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _pool() -> ThreadPoolExecutor:
