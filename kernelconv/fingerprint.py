@@ -152,6 +152,11 @@ class _Model:
         keep = (f <= PROJECTION_NYQUIST_LPCM).any(axis=(1, 2))
         self.f = f[keep]
         self.inside = self.f <= PROJECTION_NYQUIST_LPCM
+        #: the grids repeat their frequencies (symmetries): the window is evaluated on the
+        #: distinct ones (a tenth) and spread back, element for element the same values; the
+        #: elements outside the projections' band point at an appended 0
+        self.distinct, spread = np.unique(self.f, return_inverse=True)
+        self.spread = np.where(self.inside, spread.reshape(self.f.shape), len(self.distinct))
         grid = freq2d(n, pixel_mm)
         self.detrend = (1.0 - np.exp(-2.0 * (np.pi * DETREND_SIGMA_MM * grid / 10.0) ** 2)) ** 2
         nyquist = min(10.0 / (2.0 * pixel_mm), PROJECTION_NYQUIST_LPCM)
@@ -175,9 +180,10 @@ class _Model:
 
     def predict(self, p: np.ndarray) -> np.ndarray:
         """The model's ring means for unit scale (the floor is added in :func:`_fit`)."""
-        w = _window(p, self.f)
-        return self.radial(np.where(self.inside, self.f * w * w, 0.0).sum(axis=0) *
-                           self.detrend)
+        u = self.distinct
+        w = _window(p, u)
+        values = np.append(u * w * w, 0.0)
+        return self.radial(values[self.spread].sum(axis=0) * self.detrend)
 
 
 def _fit(model: _Model, measured: np.ndarray, start: Sequence[np.ndarray]
@@ -196,14 +202,23 @@ def _fit(model: _Model, measured: np.ndarray, start: Sequence[np.ndarray]
     signal = np.maximum(measured - model.floor, 0.0)
     anatomy = model.anatomy
 
+    last: list[tuple[bytes, np.ndarray]] = []
+
+    def predict(p: np.ndarray) -> np.ndarray:
+        """model.predict, once per parameter vector (scales and resid both need it)."""
+        key = p.tobytes()
+        if not last or last[0][0] != key:
+            last[:] = [(key, model.predict(p))]
+        return last[0][1]
+
     def scales(p: np.ndarray) -> np.ndarray:
-        m = model.predict(p)
+        m = predict(p)
         basis = np.stack([m, anatomy], axis=1) * (weight / measured)[:, None]
         return np.asarray(nnls(basis, signal * weight / measured)[0])
 
     def resid(p: np.ndarray) -> np.ndarray:
         c, a = scales(p)
-        full = c * model.predict(p) + a * anatomy + model.floor
+        full = c * predict(p) + a * anatomy + model.floor
         return (logm - np.log(np.maximum(full, 1e-30))) * weight
 
     best: tuple[np.ndarray, float] | None = None

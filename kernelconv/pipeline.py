@@ -510,8 +510,12 @@ def convert_series(
     batch_size = max(1, options.batch_size)
     try:
         with ThreadPoolExecutor(options.read_workers, "kc-read") as readers, \
-                ThreadPoolExecutor(options.write_workers, "kc-write") as writers:
+                ThreadPoolExecutor(options.write_workers, "kc-write") as writers, \
+                ThreadPoolExecutor(1, "kc-check") as checker:
             writes: list[Future[None]] = []
+            #: the HU check of a batch runs while the next one converts (one worker: the
+            #: series' sums add up in order); at most two batches wait for it
+            checks: deque[Future[None]] = deque()
             #: the batch: (image, first frame, end frame) pieces, batch_size frames in all
             pending: list[tuple[LoadedImage, int, int]] = []
 
@@ -537,9 +541,11 @@ def convert_series(
                     for img, a, b in pieces:
                         assert img.converted is not None
                         img.converted[a:b] = conv[k:k + b - a]
-                        check.add(np.clip(img.hu[a:b], HU_MIN, HU_MAX), conv[k:k + b - a],
-                                  key[1])
                         k += b - a
+                    if len(checks) >= 2:
+                        checks.popleft().result()
+                    checks.append(checker.submit(check.add, np.clip(stack, HU_MIN, HU_MAX),
+                                                 conv, key[1]))
                 for img, _, b in pending:
                     if b == img.frames:  # its last piece: the whole file is converted
                         finish(img)
@@ -565,7 +571,7 @@ def convert_series(
                         flush()
             if pending:
                 flush()
-            for f in writes:
+            for f in [*checks, *writes]:
                 f.result()
         result.hu_check = check.to_json()
         warning = _noise_direction_warning(check, not derivation.smoothing)
