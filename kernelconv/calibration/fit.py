@@ -76,8 +76,8 @@ BIN_LPCM = 0.25
 SMOOTH = 1e-3
 #: weight of the HU-check region constraint, relative to the mean diagonal
 REGION_WEIGHT = 1e4
-#: H(0) pinned to this (nan: fitted)
-DC = float("nan")
+#: H = 1 pinned at the knots up to this frequency (lp/cm; None: nothing pinned, H(0) fitted)
+PIN_BELOW_LPCM: float | None = None
 #: the low-pass of the region constraint is negligible above this (G(3 lp/cm) < 1e-4)
 REGION_MAX_LPCM = 3.0
 #: tiles (of the noise module's size) free of clipping are counted for the report's warning
@@ -248,12 +248,15 @@ METHOD = "least squares on whole slices, HU-check regions held to the true targe
 
 
 def solve(acc: Accumulator, source: str, target: str, smooth: float | None = None,
-          region_weight: float | None = None, dc: float | None = None) -> TransferFit:
-    """The regularised, region-constrained least-squares transfer (module docstring);
-    ``region_weight`` 0 is the plain least squares; ``dc`` pins H(0) to it."""
+          region_weight: float | None = None, pin_below_lpcm: float | None = None
+          ) -> TransferFit:
+    """The regularised, region-constrained least-squares transfer (module docstring).
+    ``region_weight`` 0 is the plain least squares; ``pin_below_lpcm`` (default
+    ``PIN_BELOW_LPCM``, None: nothing pinned) holds H = 1 at the knots up to that frequency
+    (0: H(0) = 1 only), the curvature penalty blending the pinned part into the fitted one."""
     smooth = SMOOTH if smooth is None else smooth
     region_weight = REGION_WEIGHT if region_weight is None else region_weight
-    dc = DC if dc is None else dc
+    pin_below_lpcm = PIN_BELOW_LPCM if pin_below_lpcm is None else pin_below_lpcm
     if acc.pixels == 0:
         raise ValueError(f"{source} -> {target}: no pixel of the pairs is inside the stored "
                          "window and the field of view")
@@ -274,11 +277,12 @@ def solve(acc: Accumulator, source: str, target: str, smooth: float | None = Non
         a += w * rows.T @ rows
         b += w * rows.T @ goal
     a[~fitted, ~fitted] += 1.0  # knots no slice reaches stay at 0 (never written)
-    if dc is None or not np.isfinite(dc):
-        h = np.linalg.solve(a, b)
-    else:
-        h = np.full(k, float(dc))
-        h[1:] = np.linalg.solve(a[1:, 1:], b[1:] - a[1:, 0] * dc)
+    pinned = np.zeros(k, bool)
+    if pin_below_lpcm is not None and pin_below_lpcm >= 0:
+        pinned = np.arange(k) * BIN_LPCM <= pin_below_lpcm + 1e-9
+    h = np.ones(k)
+    free = ~pinned
+    h[free] = np.linalg.solve(a[np.ix_(free, free)], b[free] - a[np.ix_(free, pinned)] @ h[pinned])
     shift = {}
     for n in names:
         mean_in = acc.region_input[n] / acc.region_pixels[n]
@@ -289,9 +293,11 @@ def solve(acc: Accumulator, source: str, target: str, smooth: float | None = Non
     freq = np.arange(k) * BIN_LPCM
     last = int(np.nonzero(fitted)[0].max()) if fitted.any() else 0
     h[last + 1:] = h[last]
-    return TransferFit(source, target, freq, h, fitted, acc.tiles,
-                       method=METHOD if names and region_weight > 0 else "least squares on "
-                       "whole slices", region_shift=shift)
+    method = METHOD if names and region_weight > 0 else "least squares on whole slices"
+    if pinned.any():
+        method += f", H = 1 pinned up to {pin_below_lpcm:g} lp/cm"
+    return TransferFit(source, target, freq, h, fitted, acc.tiles, method=method,
+                       region_shift=shift)
 
 
 @dataclass
