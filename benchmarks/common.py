@@ -1,9 +1,14 @@
-"""Shared by the benchmarks: FLOP counting, the machine's measured matmul peak, test models."""
+"""Shared by the benchmarks: FLOP counting, the machine's measured matmul peak, test models,
+what machine a result came from, and JSON results (``--json``, read by benchmarks/gpu_suite.sh)."""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -51,6 +56,56 @@ def matmul_peak(device: torch.device, n: int = 2048, reps: int = 10,
             torch.cuda.synchronize()
         best = max(best, 2.0 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
     return best
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that a timer sees it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peaks(device: torch.device) -> dict[str, Any]:
+    """The device's measured fp32 and bf16 matrix-multiply GFLOP/s (GPU: 8192 x 8192 products,
+    large enough to reach the tensor cores' rate; CPU: 2048 x 2048 fp32, as printed before,
+    and 1024 x 1024 bf16)."""
+    on_gpu = device.type == "cuda"
+    out: dict[str, Any] = {"fp32_matmul_gflops": matmul_peak(device, 8192 if on_gpu else 2048)}
+    try:  # a CPU without bf16 instructions emulates them slowly: a smaller product there
+        out["bf16_matmul_gflops"] = matmul_peak(device, 8192 if on_gpu else 1024,
+                                                dtype=torch.bfloat16)
+    except RuntimeError as exc:
+        out["bf16_error"] = str(exc).splitlines()[0]
+    return out
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Where a result was measured: host, torch and (on a GPU) the card, driver and CUDA."""
+    info: dict[str, Any] = {
+        "host": platform.node(), "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "torch": torch.__version__, "cuda": torch.version.cuda, "device": str(device)}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                    multiprocessors=props.multi_processor_count,
+                    capability=f"{props.major}.{props.minor}",
+                    cudnn=torch.backends.cudnn.version(),
+                    tf32_convolutions=torch.backends.cudnn.allow_tf32,
+                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
+    return info
+
+
+def write_json(path: str | Path | None, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` (if given) through a temporary file, so that a reader (or a
+    step killed at its time limit) never sees half a file; called after every result, so a
+    step stopped early keeps what it measured."""
+    if not path:
+        return
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    tmp.replace(path)
 
 
 def random_model(path: Path, conv_dim: int = 64, n_res: int = 6) -> tuple[Path, Generator]:

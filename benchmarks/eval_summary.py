@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from model_eval import fmt_difference, paired_difference
 
@@ -38,36 +40,36 @@ def main() -> None:
 
     print("| data (slices) | " + " | ".join(directions) + " |")
     print("|---|" + "---|" * len(directions))
+    def row(methods: dict[str, Any], cell: Callable[[str], str]) -> str:
+        """One table row's cells: ``cell(direction)``, "-" where the model has none."""
+        return " | ".join(cell(d) if d in methods[args.model] else "-" for d in directions)
+
+    def psnr_cell(methods: dict[str, Any], d: str) -> str:
+        m, f, i = (methods[k][d]["psnr"] for k in (args.model, "filter", "identity"))
+        ms, fs = (f"**{m:.2f}**", f"{f:.2f}") if m >= f else (f"{m:.2f}", f"**{f:.2f}**")
+        return f"{ms} / {fs} / {i:.2f}"
+
     for name, methods in data.items():
-        cells = []
-        for d in directions:
-            if d not in methods[args.model]:
-                cells.append("-")
-                continue
-            m, f, i = (methods[k][d]["psnr"] for k in (args.model, "filter", "identity"))
-            ms, fs = (f"**{m:.2f}**", f"{f:.2f}") if m >= f else (f"{m:.2f}", f"**{f:.2f}**")
-            cells.append(f"{ms} / {fs} / {i:.2f}")
         n = max(v["n"] for v in methods["identity"].values())
-        print(f"| {Path(name).name} ({n}) | " + " | ".join(cells) + " |")
+        print(f"| {Path(name).name} ({n}) | "
+              + row(methods, lambda d, m=methods: psnr_cell(m, d)) + " |")
 
     print()
     print(f"| model - {args.baseline}, dB: mean (per-slice SD, 95% interval, slices) | "
           + " | ".join(directions) + " |")
     print("|---|" + "---|" * len(directions))
     pooled: dict[str, tuple[list[float], list[float]]] = {d: ([], []) for d in directions}
+    def difference_cell(name: str, methods: dict[str, Any], d: str) -> str:
+        a = methods[args.model][d]["psnr_slices"]
+        b = methods[args.baseline][d]["psnr_slices"]
+        if "phantom" not in name:
+            pooled[d][0].extend(a)
+            pooled[d][1].extend(b)
+        return fmt_difference(paired_difference(a, b))
+
     for name, methods in data.items():
-        cells = []
-        for d in directions:
-            if d not in methods[args.model]:
-                cells.append("-")
-                continue
-            a = methods[args.model][d]["psnr_slices"]
-            b = methods[args.baseline][d]["psnr_slices"]
-            if "phantom" not in name:
-                pooled[d][0].extend(a)
-                pooled[d][1].extend(b)
-            cells.append(fmt_difference(paired_difference(a, b)))
-        print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
+        print(f"| {Path(name).name} | "
+              + row(methods, lambda d, n=name, m=methods: difference_cell(n, m, d)) + " |")
     print("| all simulated sets pooled | " + " | ".join(
         fmt_difference(paired_difference(*pooled[d])) if pooled[d][0] else "-"
         for d in directions) + " |")

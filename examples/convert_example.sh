@@ -7,4 +7,4 @@ out="${1:-converted-example}"
 kernelconv convert "$here/data/chest-b70f" "$out" --to B30f ${MODEL:+--model "$MODEL"} \
     --preview "$out/preview.png"
 # The true B30f images of the same simulated raw data ship beside it: how close is the result?
-kernelconv evaluate --pred "$out" --ref "$here/data/chest-b30f-reference" --out "$out/report"
+kernelconv evaluate --pred "$out" --ref "$here/data/chest-b30f-reference" --report-dir "$out/report"

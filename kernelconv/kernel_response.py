@@ -350,6 +350,10 @@ class KernelTable:
     responses: ResponseTable
     transfers: TransferTable = field(default_factory=dict)
     label: str = "built-in"
+    #: whether the windows describe the kernels themselves (the built-in table, a site's
+    #: calibration) or only their ratios (windows a model learnt from an identity start):
+    #: a series' fingerprint is checked against a describing table only
+    descriptive: bool = True
 
     @classmethod
     def builtin(cls) -> KernelTable:

@@ -8,7 +8,8 @@ those domains. (What a kernel does to the image, its frequency response, is a di
 Built-in aliases are deliberately conservative: Siemens appends a letter to the kernel number for
 the acquisition mode (``f`` fast, ``s`` sequence/standard, ``h`` head, ``u`` ultra-high
 resolution, ``d`` on Force/Drive kernels such as ``Br40d``), and the same number with another
-letter names the same filter shape, so ``B30s`` is read as ``B30f``. Other vendors' kernels are
+letter names the same filter shape, so ``B30s`` is read as ``B30f``, as is ``B30`` (written
+without a letter, as in NLST headers). Other vendors' kernels are
 domains of the filter in their own right (kernelconv.vendor_kernels: GE ``STANDARD``, Canon
 ``FC13``...), but they are NOT mapped onto a model's domains: a site that knows its
 equivalences says so in a kernel-map file (``--kernel-map``; examples/vendor-kernel-map.txt
@@ -68,7 +69,7 @@ class KernelAliases:
             table.aliases[_key(dom)] = dom
             m = _SIEMENS.match(dom.strip())
             if m:  # same Siemens kernel number, other acquisition-mode letter
-                for letter in "fshud":
+                for letter in ("f", "s", "h", "u", "d", ""):  # "" : B30 as written in NLST
                     table.aliases.setdefault(_key(f"{m.group(1)}{m.group(2)}{letter}"), dom)
         for alias, dom in (extra or {}).items():
             canon = table.aliases.get(_key(dom))

@@ -10,6 +10,7 @@ series is complete by construction (a rerun skips it unless ``overwrite``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -25,7 +26,13 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from kernelconv import __version__
-from kernelconv.dicom.dataset import decode_hu, read_dataset, read_file, resolve_pixel_spacing
+from kernelconv.dicom.dataset import (
+    decode_hu,
+    frame_rescales,
+    read_dataset,
+    read_file,
+    resolve_pixel_spacing,
+)
 from kernelconv.dicom.derived import (
     Derivation,
     build_derived,
@@ -45,11 +52,16 @@ from kernelconv.errors import (
     UsageError,
 )
 from kernelconv.fileio import atomic_path, atomic_write_text
+from kernelconv.fingerprint import MAX_SLICES, Fingerprint, check_claim, reconstruction_notes
+from kernelconv.fingerprint import estimate as estimate_fingerprint
 from kernelconv.hu import HU_MAX, HU_MIN
 from kernelconv.hu_check import DEFAULT_MAX_BIAS_HU, LOWPASS_SIGMA_MM, HuCheck
+from kernelconv.kernel_response import KernelTable
 from kernelconv.kernels import KernelAliases
 
 TMP_PREFIX = ".kernelconv-tmp-"
+#: what --kernel-check may say (ConvertOptions.kernel_check)
+KERNEL_CHECKS = ("refuse", "warn", "off")
 OLD_PREFIX = ".kernelconv-old-"
 REPORT_NAME = "kernelconv-report.json"
 
@@ -89,6 +101,10 @@ class ConvertOptions:
     max_bias: float = DEFAULT_MAX_BIAS_HU
     #: the engine's kernel (domain) that ``target`` names; set by :func:`resolve_kernels`
     target_domain: str | None = None
+    #: the source kernel's fingerprint (its response estimated from the images) against the
+    #: header's claim: "refuse" a series whose images contradict its kernel name, "warn", or
+    #: "off" (no fingerprint, unknown kernels fail as before)
+    kernel_check: str = "refuse"
 
 
 @dataclass
@@ -111,6 +127,9 @@ class SeriesResult:
     #: the engine's kernels the series was (or would be) converted between, where known
     source_domain: str | None = None
     target_domain: str | None = None
+    #: the source kernel's response estimated from the images (kernelconv.fingerprint),
+    #: with the check of the header's claim
+    fingerprint: dict[str, Any] | None = None
     preview: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -153,7 +172,7 @@ class RunReport:
 @dataclass
 class Planned:
     series: Series
-    source_domain: str | None
+    source_domain: str | None  # None with "convert": the kernel is estimated from the images
     status: str  # "convert" | "skipped" | "failed"
     reason: str = ""
 
@@ -191,12 +210,19 @@ def plan_series(series: Series, table: KernelAliases, options: ConvertOptions) -
                        "converting it again compounds the estimate (--include-derived to do "
                        "it anyway)")
     kernel = source_override or series.kernel
+    estimating = options.kernel_check != "off"
     if not kernel:
+        if estimating:
+            return Planned(series, None, "convert", "no ConvolutionKernel in the header: its "
+                           "response is estimated from the images")
         return Planned(series, None, "failed",
                        "no ConvolutionKernel in the header; give the source kernel with --from")
     try:
         domain = table.resolve(kernel)
     except SeriesError as exc:
+        if estimating:
+            return Planned(series, None, "convert", f"kernel {kernel.strip()} is not in the "
+                           "kernel table: its response is estimated from the images")
         return Planned(series, None, "failed", str(exc))
     if domain == target:
         return Planned(series, domain, "skipped", f"already at the target kernel ({kernel})")
@@ -341,9 +367,52 @@ def _noise_direction_warning(check: HuCheck, sharper: bool) -> str | None:
     return None
 
 
+class KernelClaimError(SeriesError):
+    """The images contradict the series' kernel name (its fingerprint is another kernel's),
+    and the conversion would rest on that name."""
+
+    def __init__(self, message: str, fingerprint: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint
+
+
+def fingerprint_series(series: Series, kernel: str | None) -> Fingerprint:
+    """The source kernel's response estimated from up to ``MAX_SLICES`` slices (frames)
+    spread over the series (:mod:`kernelconv.fingerprint`), with the headers' evidence of an
+    iterative or deep-learning reconstruction (which makes it not valid)."""
+    paths = [s.path for s in series.slices]
+    if len(paths) > MAX_SLICES:
+        paths = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, MAX_SLICES)]
+    images = [_load(p) for p in paths]
+    first = images[0]
+    frames = [f for im in images if im.engine_key == first.engine_key for f in im.hu]
+    # identical slices (copies) carry no more information; counted twice they would make
+    # the bootstrap's spread, and the uncertainty, too small
+    unique = {f.tobytes(): f for f in frames}
+    stack = np.stack(list(unique.values()))
+    if len(stack) > MAX_SLICES:
+        stack = stack[np.linspace(0, len(stack) - 1, MAX_SLICES).astype(int)]
+    step = abs(frame_rescales(first.ds)[0][0])
+    fp = estimate_fingerprint(stack, first.pixel_mm, kernel or "unnamed", hu_step=step)
+    notes = reconstruction_notes(first.ds, kernel)
+    if notes:
+        fp = dataclasses.replace(fp, notes=notes, reason=fp.reason or (
+            f"the headers say iterative or deep-learning reconstruction ({notes[0]}): its "
+            "noise does not show its kernel"))
+    return fp
+
+
+def _sharpness(engine: Engine, kernel: str) -> float:
+    """A kernel's sharpness rank for the derivation code: the engine's, else its table's."""
+    if kernel in engine.domain_sharpness:
+        return engine.domain_sharpness[kernel]
+    spec = engine.kernel_table.responses.get(kernel)
+    return float(spec.sharpness) if spec is not None else 0.0
+
+
 def convert_series(
     series: Series,
-    source_domain: str,
+    source_domain: str | None,
     engine: Engine,
     out: Path,
     options: ConvertOptions,
@@ -351,19 +420,37 @@ def convert_series(
 ) -> SeriesResult:
     """Convert one series into OUT/<study>/<target>_<source series UID>/, all or nothing.
 
-    Frames go through the engine and the HU check ``options.batch_size`` at a time, whatever
-    the files hold (an Enhanced CT file of 600 frames is converted in batches), so memory
-    beyond the file being converted is bounded by the batch. Each derived file is decoded
-    again before it is written and compared with the conversion (:func:`verify_encoding`).
+    The source kernel's response is estimated from the images (its fingerprint) unless
+    ``options.kernel_check`` is "off": a kernel the table does not know
+    (``source_domain`` None) is converted on that estimate, marked as such in the report and
+    the DerivationDescription; a known kernel whose images contradict its name is refused
+    (or, with "warn", converted with a warning). Frames go through the engine and the HU
+    check ``options.batch_size`` at a time, whatever the files hold (an Enhanced CT file of
+    600 frames is converted in batches), so memory beyond the file being converted is bounded
+    by the batch. Each derived file is decoded again before it is written and compared with
+    the conversion (:func:`verify_encoding`).
     """
     target = options.target_domain or options.target
     label = options.target
     start = time.perf_counter()
-    sharp = engine.domain_sharpness
+    kernel = options.source_override or series.kernel
+    fp: Fingerprint | None = None
+    note = ""
+    if source_domain is None:  # not in the table: convert on the response of the images
+        fp = fingerprint_series(series, kernel)
+        if not fp.valid or fp.response is None:
+            raise SeriesError(
+                f"kernel {kernel or '(none in the header)'} is not in the kernel table and its "
+                f"response cannot be estimated from the images: {fp.reason}; name it with "
+                "--kernel-map or --kernel-table, or give --from")
+        source_domain = f"{kernel or 'unnamed'} (estimated)"
+        engine.add_kernel(dataclasses.replace(fp.response, name=source_domain))
+        note = (f"; the source kernel's response was estimated from the images (MTF50 "
+                f"{fp.mtf50:.1f} lp/cm, uncertainty {fp.uncertainty:.0%})")
     derivation = Derivation(
-        source_kernel=options.source_override or series.kernel or source_domain,
-        target_kernel=label, method=engine.description, method_id=engine.method_id,
-        smoothing=sharp.get(target, 0.0) < sharp.get(source_domain, 0.0),
+        source_kernel=kernel or "unnamed",
+        target_kernel=label, method=engine.description + note, method_id=engine.method_id,
+        smoothing=_sharpness(engine, target) < _sharpness(engine, source_domain),
         series_number_offset=options.series_number_offset,
         source_domain=source_domain, target_domain=target,
         table_digest=engine.kernel_table.digest(source_domain, target),
@@ -372,10 +459,13 @@ def convert_series(
     final = output_dir(out, series, label)
     result = SeriesResult(
         folder=series.folder, series_uid=series.series_uid, series_number=series.series_number,
-        source_kernel=derivation.source_kernel, target_kernel=label,
+        source_kernel=kernel, target_kernel=label,
         images=series.n_images, status="converted", output=str(final), warnings=list(series.warnings),
         source_domain=source_domain, target_domain=target,
     )
+    if fp is not None:
+        result.warnings.append(f"kernel {kernel or '(none)'} estimated from the images: "
+                               f"{fp.summary()}")
     if not is_within(final, out):
         raise OutputError(f"{series.label()}: output path escapes {out}")
     names = file_names([s.path for s in series.slices])
@@ -392,6 +482,24 @@ def convert_series(
             result.status, result.reason = "skipped", \
                 "output exists, same conversion (use --overwrite to redo)"
             return result
+    claim = None
+    if fp is None and options.kernel_check != "off":  # a known kernel: does it look like it?
+        fp = fingerprint_series(series, kernel)
+        described = engine.kernel_table if engine.kernel_table.descriptive \
+            else KernelTable.builtin()
+        responses = described.responses
+        spec = responses.get(kernel or "") or responses.get(source_domain)
+        if spec is not None:
+            claim = check_claim(fp, kernel or source_domain, spec)
+        if claim and options.kernel_check == "refuse":
+            raise KernelClaimError(f"{claim}; the conversion would rest on the wrong kernel "
+                                   "(check the series, give --from, or --kernel-check warn)",
+                                   {**fp.to_json(), "claim": claim})
+        if claim:
+            result.warnings.append(claim)
+    if fp is not None:
+        result.fingerprint = {**fp.to_json(), "estimated_source": source_domain.endswith(
+            " (estimated)"), "claim": claim or ("agrees" if fp.valid else "not checked")}
     tmp = final.parent / (TMP_PREFIX + final.name)
     _remove_tree(tmp)
     tmp.mkdir(parents=True)
@@ -460,8 +568,7 @@ def convert_series(
             for f in writes:
                 f.result()
         result.hu_check = check.to_json()
-        warning = _noise_direction_warning(check, sharp.get(target, 0.0) >
-                                           sharp.get(source_domain, 0.0))
+        warning = _noise_direction_warning(check, not derivation.smoothing)
         if warning:
             result.warnings.append(warning)
         if not check.passed:  # nothing of a refused series is installed
@@ -585,7 +692,6 @@ def _run_planned(p: Planned, out: Path, options: ConvertOptions, lazy: _LazyEngi
             progress.advance(token, n)
 
     try:
-        assert p.source_domain is not None
         return convert_series(s, p.source_domain, engine, out, options, on_images)
     except KeyboardInterrupt:
         base.status, base.reason = "failed", "interrupted"
@@ -593,6 +699,8 @@ def _run_planned(p: Planned, out: Path, options: ConvertOptions, lazy: _LazyEngi
         raise
     except HuCheckError as exc:
         base.status, base.reason, base.hu_check = "failed", str(exc), exc.check
+    except KernelClaimError as exc:
+        base.status, base.reason, base.fingerprint = "failed", str(exc), exc.fingerprint
     except KernelconvError as exc:
         base.status, base.reason = "failed", str(exc)
     except OSError as exc:

@@ -2,6 +2,7 @@
 
     python scripts/fit_vendor_kernels.py              # the WINDOWS literal
     python scripts/fit_vendor_kernels.py --kernel-map > examples/vendor-kernel-map.txt
+    python scripts/fit_vendor_kernels.py --doc-table  # the table of docs/vendor-kernels.md
 
 For each entry of ``VENDOR_KERNELS`` the MTF50/MTF10 targets (sourced, or derived by the
 equivalence rule of that module) are met by a Butterworth window (cutoff, order) on the
@@ -14,7 +15,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from kernelconv.kernel_response import KernelResponse, mtf_figures
+from kernelconv.kernel_response import (
+    KernelResponse,
+    load_response_table,
+    mtf_figures,
+    predicted_noise_ratio,
+)
 from kernelconv.vendor_kernels import VENDOR_KERNELS, targets
 
 
@@ -47,11 +53,28 @@ def kernel_map() -> None:
               f"+-{k.uncertainty:.0%}")
 
 
+def doc_table() -> None:
+    """The markdown table of docs/vendor-kernels.md: each kernel's figures (the targets its window
+    is fitted to), its noise relative to B30f for the same raw data as the windows predict (FBP
+    noise model, kernel_response.predicted_noise_ratio), its uncertainty and basis."""
+    table = load_response_table()
+    print("| vendor | kernel | use | MTF50 | MTF10 | noise / B30f | uncertainty | basis |")
+    print("|---|---|---|---|---|---|---|---|")
+    for k in VENDOR_KERNELS:
+        t50, t10 = targets(k)
+        noise = predicted_noise_ratio("B30f", k.name, table)
+        print(f"| {k.vendor} | {k.name} | {k.use} | {t50:.2f} | {t10:.2f} | {noise:.2f} | "
+              f"±{k.uncertainty:.0%} | {k.basis} |")
+
+
 def main() -> None:
     import sys
 
     if "--kernel-map" in sys.argv[1:]:
         kernel_map()
+        return
+    if "--doc-table" in sys.argv[1:]:
+        doc_table()
         return
     print("WINDOWS: dict[str, tuple[float, float]] = {")
     for k in VENDOR_KERNELS:

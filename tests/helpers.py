@@ -180,3 +180,40 @@ def output_series_dirs(out: Path) -> list[Path]:
 
 
 assert sys.version_info >= (3, 10)
+
+
+def hu_enhanced_ct(path: Path, frames: int | None = None, top_level_rescale: bool = False
+                   ) -> Path:
+    """eCT_Supplemental.dcm made into a plain HU Enhanced CT with kernel B70f. With ``frames``
+    it holds that many frames (the source's two, shifted and with noise added, each at its
+    own position); with ``top_level_rescale`` its rescale lies only at the top level,
+    unsigned with intercept -1000 (an encoding that cannot hold -1024 HU)."""
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(dicom_file("eCT_Supplemental.dcm"))
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    shared.PixelValueTransformationSequence[0].RescaleType = "HU"
+    shared.CTImageFrameTypeSequence[0].FrameType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+    recon = Dataset()
+    recon.ConvolutionKernel = "B70f"
+    shared.CTReconstructionSequence = Sequence([recon])
+    if frames is not None:
+        src = ds.pixel_array
+        rng = np.random.default_rng(1)
+        stack = np.stack([np.roll(src[i % 2], 7 * i, axis=1) for i in range(frames)])
+        stack = np.clip(stack.astype(np.int32) + rng.integers(-20, 20, stack.shape), 0, 4000)
+        groups = []
+        for i in range(frames):
+            g = copy.deepcopy(ds.PerFrameFunctionalGroupsSequence[i % 2])
+            g.PlanePositionSequence[0].ImagePositionPatient = [0.0, 0.0, float(i)]
+            groups.append(g)
+        ds.PerFrameFunctionalGroupsSequence = Sequence(groups)
+        ds.NumberOfFrames = frames
+        ds.PixelData = stack.astype(np.uint16).tobytes()
+    if top_level_rescale:
+        del shared.PixelValueTransformationSequence
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1000, 1, "HU"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

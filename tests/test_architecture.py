@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kernelconv"
 
 BASE = {"kernelconv", "kernelconv.errors", "kernelconv.hu", "kernelconv.kernels",
         "kernelconv.kernel_response", "kernelconv.fileio", "kernelconv.bundled",
-        "kernelconv.hu_check", "kernelconv.noise",
+        "kernelconv.hu_check", "kernelconv.noise", "kernelconv.fingerprint",
         "kernelconv.vendor_kernels"}
 BLOCKS = {"kernelconv.dicom", "kernelconv.nets", "kernelconv.engines", "kernelconv.modelfile",
           "kernelconv.preview"}

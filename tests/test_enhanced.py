@@ -9,28 +9,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from helpers import dciodvfy_errors, dicom_file, output_series_dirs, run_cli
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
-
-
-def _hu_enhanced(path: Path) -> Path:
-    """eCT_Supplemental.dcm made into a plain HU Enhanced CT series with kernel B70f."""
-    ds = pydicom.dcmread(dicom_file("eCT_Supplemental.dcm"))
-    shared = ds.SharedFunctionalGroupsSequence[0]
-    shared.PixelValueTransformationSequence[0].RescaleType = "HU"
-    shared.CTImageFrameTypeSequence[0].FrameType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
-    recon = Dataset()
-    recon.ConvolutionKernel = "B70f"
-    shared.CTReconstructionSequence = Sequence([recon])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+from helpers import dciodvfy_errors, dicom_file, hu_enhanced_ct, output_series_dirs, run_cli
 
 
 def test_enhanced_ct_converted_frame_by_frame(tmp_path: Path, tiny_model: Path, capsys) -> None:
-    src = _hu_enhanced(tmp_path / "in" / "enhanced.dcm")
+    src = hu_enhanced_ct(tmp_path / "in" / "enhanced.dcm")
     code, _, err = run_cli(["convert", tmp_path / "in", tmp_path / "out", "--to", "B30f",
                             "--model", tiny_model], capsys)
     assert code == 0, err
@@ -65,7 +48,7 @@ def test_enhanced_ct_converted_frame_by_frame(tmp_path: Path, tiny_model: Path, 
 
 @pytest.mark.tools
 def test_enhanced_ct_adds_no_dciodvfy_errors(tmp_path: Path, tiny_model: Path, capsys) -> None:
-    src = _hu_enhanced(tmp_path / "in" / "enhanced.dcm")
+    src = hu_enhanced_ct(tmp_path / "in" / "enhanced.dcm")
     assert run_cli(["convert", tmp_path / "in", tmp_path / "out", "--to", "B30f", "--model",
                     tiny_model], capsys)[0] == 0
     [f] = list(output_series_dirs(tmp_path / "out")[0].iterdir())

@@ -9,7 +9,6 @@ model's own name.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import re
@@ -20,9 +19,15 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from helpers import dicom_file, make_series, output_series_dirs, read_all, run_cli
+from helpers import (
+    dicom_file,
+    hu_enhanced_ct,
+    make_series,
+    output_series_dirs,
+    read_all,
+    run_cli,
+)
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 from kernelconv.dicom.dataset import decode_hu, frame_rescales
 from kernelconv.dicom.derived import Derivation, derivation_of
@@ -47,6 +52,12 @@ def _report(out: Path) -> dict:  # type: ignore[type-arg]
 
 def _pixels(folder: Path) -> dict[int, np.ndarray]:
     return {int(ds.InstanceNumber): ds.pixel_array for ds in read_all(folder)}
+
+
+def _run(engine: FilterEngine, src: Path, out: Path, target: str = "B30f", **options: object):  # type: ignore[no-untyped-def]
+    """run_convert with one engine object (its own kernels) and ConvertOptions(**options)."""
+    return run_convert(src, out, lambda: engine, engine.domains,
+                       ConvertOptions(target=target, **options))  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ 1. UIDs and reruns
@@ -146,38 +157,6 @@ def test_reduced_precision_changes_the_method_id(tiny_model: Path) -> None:
 
 # ------------------------------------------------------------------ 2. Enhanced CT batching
 
-def _enhanced(path: Path, frames: int, top_level_rescale: bool = False) -> Path:
-    """eCT_Supplemental.dcm as an HU Enhanced CT (kernel B70f) of ``frames`` frames; with
-    ``top_level_rescale`` its rescale lies only at the top level, unsigned with intercept
-    -1000 (an encoding that cannot hold -1024 HU, so the output's must change)."""
-    ds = pydicom.dcmread(dicom_file("eCT_Supplemental.dcm"))
-    src = ds.pixel_array
-    shared = ds.SharedFunctionalGroupsSequence[0]
-    shared.PixelValueTransformationSequence[0].RescaleType = "HU"
-    shared.CTImageFrameTypeSequence[0].FrameType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
-    recon = Dataset()
-    recon.ConvolutionKernel = "B70f"
-    shared.CTReconstructionSequence = Sequence([recon])
-    rng = np.random.default_rng(1)
-    stack = np.stack([np.roll(src[i % 2], 7 * i, axis=1) for i in range(frames)])
-    stack = np.clip(stack.astype(np.int32) + rng.integers(-20, 20, stack.shape), 0, 4000)
-    groups = []
-    for i in range(frames):
-        g = copy.deepcopy(ds.PerFrameFunctionalGroupsSequence[i % 2])
-        g.PlanePositionSequence[0].ImagePositionPatient = [0.0, 0.0, float(i)]
-        groups.append(g)
-    ds.PerFrameFunctionalGroupsSequence = Sequence(groups)
-    ds.NumberOfFrames = frames
-    if top_level_rescale:
-        del shared.PixelValueTransformationSequence
-        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -1000, 1, "HU"
-    ds.PixelData = stack.astype(np.uint16).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 class RecordingFilter(FilterEngine):
     """The classical filter, recording how many frames each engine call gets."""
 
@@ -192,7 +171,7 @@ class RecordingFilter(FilterEngine):
 
 
 def test_enhanced_ct_frames_go_through_the_engine_batch_size_at_a_time(tmp_path: Path) -> None:
-    _enhanced(tmp_path / "in" / "big.dcm", frames=5)
+    hu_enhanced_ct(tmp_path / "in" / "big.dcm", frames=5)
     results = {}
     for batch in (2, 8):
         engine = RecordingFilter()
@@ -234,10 +213,9 @@ class IdentityFilter(FilterEngine):
 
 
 def test_enhanced_ct_with_a_top_level_rescale_is_written_right(tmp_path: Path) -> None:
-    src = _enhanced(tmp_path / "in" / "top.dcm", frames=3, top_level_rescale=True)
+    src = hu_enhanced_ct(tmp_path / "in" / "top.dcm", frames=3, top_level_rescale=True)
     engine = IdentityFilter()
-    report = run_convert(tmp_path / "in", tmp_path / "out", lambda: engine, engine.domains,
-                         ConvertOptions(target="B30f"))
+    report = _run(engine, tmp_path / "in", tmp_path / "out", "B30f")
     assert report.results[0].status == "converted", report.results[0].reason
     [folder] = output_series_dirs(tmp_path / "out")
     [f] = list(folder.iterdir())
@@ -265,8 +243,7 @@ def test_an_encoding_error_is_caught_before_anything_is_written(
     monkeypatch.setattr(pipeline, "build_derived", off_by_three)
     make_series(dicom_file("CT_small.dcm"), tmp_path / "in", 2, kernel="B70f")
     engine = FilterEngine()
-    report = run_convert(tmp_path / "in", tmp_path / "out", lambda: engine, engine.domains,
-                         ConvertOptions(target="B30f"))
+    report = _run(engine, tmp_path / "in", tmp_path / "out", "B30f")
     [result] = report.results
     assert result.status == "failed"
     assert re.search(r"would decode up to 3\.\d HU away from the conversion", result.reason)
@@ -418,15 +395,13 @@ class SmoothingEngine(FilterEngine):
 def test_noise_that_moves_the_wrong_way_is_a_warning(tmp_path: Path) -> None:
     make_series(dicom_file("693_UNCR.dcm"), tmp_path / "in", 2, kernel="B30f")
     engine = SmoothingEngine()
-    report = run_convert(tmp_path / "in", tmp_path / "out", lambda: engine, engine.domains,
-                         ConvertOptions(target="B70f"))
+    report = _run(engine, tmp_path / "in", tmp_path / "out", "B70f")
     [result] = report.results
     assert result.status == "converted"
     assert any("smoother than its input although the target kernel is sharper" in w
                for w in result.warnings), result.warnings
     engine2 = FilterEngine()  # the right direction: no warning
-    report = run_convert(tmp_path / "in", tmp_path / "ok", lambda: engine2, engine2.domains,
-                         ConvertOptions(target="B70f"))
+    report = _run(engine2, tmp_path / "in", tmp_path / "ok", "B70f")
     assert not any("smoother" in w for w in report.results[0].warnings)
 
 

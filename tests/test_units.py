@@ -55,6 +55,7 @@ def test_kernel_table_aliases_and_errors(tmp_path: Path) -> None:
     table = KernelAliases.for_domains(["B30f", "B50f", "B70f"])
     assert table.resolve(" b30S ") == "B30f"
     assert table.resolve("B70f") == "B70f"
+    assert table.resolve("B30") == "B30f"  # Siemens names written without the mode letter
     with pytest.raises(KernelError, match="'FC51'.*B30f, B50f, B70f"):
         table.resolve("FC51")
     kmap = tmp_path / "k.txt"

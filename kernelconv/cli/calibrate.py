@@ -47,6 +47,12 @@ needs and how well it converts.
 @click.option("--qa", "qa_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Instead of pairs: QA-phantom scans, one series per kernel (the phantom "
                    "`kernelconv qa` measures); transfers from their MTF ratios.")
+@click.option("--unpaired", "archive", type=click.Path(exists=True, file_okay=False,
+                                                       path_type=Path),
+              metavar="ARCHIVE",
+              help="Instead of pairs: an archive of single-kernel series (different "
+                   "patients); each kernel's response is estimated from its series' noise "
+                   "(extension).")
 @click.option("--out-table", "out_path", required=True, metavar="FILE.json",
               type=click.Path(dir_okay=False, path_type=Path),
               help="The kernel table to write (JSON, its folder created; read by "
@@ -55,7 +61,8 @@ needs and how well it converts.
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Draw the fitted transfers, MTFs and noise spectra.")
 def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], ...],
-              qa_dir: Path | None, out_path: Path, plot: Path | None) -> None:
+              qa_dir: Path | None, archive: Path | None, out_path: Path,
+              plot: Path | None) -> None:
     """Fit the kernel conversion to a site's scanner from paired reconstructions.
 
     For each pair of kernels, fits the transfer between them in lp/cm (least squares on
@@ -72,6 +79,14 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
     probe_output(out_path, "--out-table", folder=False)
     if plot:
         probe_output(plot, "--plot", folder=False)
+    if archive is not None:
+        if pairs_dirs or explicit or qa_dir is not None:
+            raise UsageError("calibrate: --unpaired replaces PAIRS, --pair and --qa; give one")
+        if plot:
+            raise UsageError("calibrate: --plot draws a paired calibration's fits; "
+                             "--unpaired has none")
+        _unpaired(archive, out_path)
+        return
     if qa_dir is not None:
         if pairs_dirs or explicit:
             raise UsageError("calibrate: --qa replaces PAIRS and --pair; give one or the other")
@@ -85,7 +100,7 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
     else:
         if not pairs_dirs and not explicit:
             raise UsageError("calibrate: give a PAIRS folder, at least one --pair SRC_DIR "
-                             "REF_DIR, or --qa QA_DIR")
+                             "REF_DIR, --qa QA_DIR or --unpaired ARCHIVE")
         pairs, notes = collect_pairs(list(pairs_dirs), list(explicit))
         folders = [Path(f) for p in pairs for f in (p.source.folder, p.reference.folder)]
         root = Path(os.path.commonpath(folders)) if folders else None
@@ -134,4 +149,33 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
         with output_errors(plot, "--plot"):
             plot_calibration(cal, plot)
         out.print(f"plot: {plot}")
+    out.print(f"kernel table: {out_path} (use: --method filter --kernel-table {out_path})")
+
+
+def _unpaired(archive: Path, out_path: Path) -> None:
+    """`calibrate --unpaired`: fingerprint every series, pool per kernel, write the table."""
+    from kernelconv.calibration.unpaired import calibrate_unpaired
+
+    with Progress(*progress_columns("series"), console=err, transient=True) as prog:
+        task = prog.add_task("fingerprinting", total=None)
+        cal = calibrate_unpaired(archive, progress=lambda folder: prog.advance(task))
+    command = "kernelconv calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    write_output_text(out_path, json.dumps(cal.to_json(command), indent=1) + "\n",
+                      "--out-table")
+    t = new_table("kernelconv calibrate --unpaired: series", ("kernel", "series", "MTF50",
+                                                             "tiles", "note"),
+                  wrap=("series", "note"))
+    for p in cal.prints:
+        fp = p.fingerprint
+        t.add_row(p.kernel, short_path(p.folder, archive),
+                  "-" if fp.mtf50 is None else f"{fp.mtf50:.2f}", str(fp.tiles),
+                  fp.reason or ("used" if fp.valid else ""))
+    out.print(t)
+    t = new_table(f"kernel figures (anchored on {cal.anchor or 'none'})",
+                  ("kernel", "MTF50 lp/cm", "MTF10 lp/cm", "+-", "series"))
+    for r in cal.figures():
+        t.add_row(r["kernel"], f"{r['mtf50_lpcm']:.2f}", f"{r['mtf10_lpcm']:.2f}",
+                  f"{r['uncertainty']:.0%}", str(r["series"]))
+    out.print(t)
+    out.print(f"anchor window: {cal.anchor_basis}")
     out.print(f"kernel table: {out_path} (use: --method filter --kernel-table {out_path})")

@@ -94,6 +94,7 @@ def convert(input_path: Path, output_path: Path, target: str, series_number_offs
         kernel_map=read_kernel_map(shared["kernel_map"]) if shared.get("kernel_map") else {},
         batch_size=shared["batch_size"], overwrite=overwrite, dry_run=dry_run,
         include_derived=include_derived, max_bias=shared["max_bias"],
+        kernel_check=shared["kernel_check"],
         series_number_offset=series_number_offset, keep_preview=preview is not None,
     )
     selected = select_engine(spec, notice=err.print)

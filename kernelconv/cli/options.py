@@ -24,13 +24,13 @@ import click
 from click.core import ParameterSource
 
 from kernelconv.engines.select import BACKENDS, METHODS, PRECISIONS, EngineSpec
-from kernelconv.pipeline import ConvertOptions
+from kernelconv.pipeline import KERNEL_CHECKS, ConvertOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: the shared options' names (as keyword arguments of the commands)
 ENGINE_KEYS = ("method", "model", "device", "precision", "backend", "kernel_table")
-CONVERSION_KEYS = ("batch_size", "kernel_map", "source", "max_bias")
+CONVERSION_KEYS = ("batch_size", "kernel_map", "source", "max_bias", "kernel_check")
 
 
 def given(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,6 +104,13 @@ def engine_options(func: F) -> F:
                           "local mean HU of soft tissue, fat or lung by more than this: a "
                           "kernel change must not move it (extension; 'inf' turns the limit "
                           "off, the check is still reported)."),
+        click.option("--kernel-check", type=click.Choice(KERNEL_CHECKS),
+                     default=ConvertOptions.kernel_check,
+                     help="Estimate each source kernel's response from its images (its "
+                          "noise spectrum; extension): a series whose images contradict "
+                          "its kernel name is refused (refuse) or converted with a warning "
+                          "(warn); an unknown kernel is converted on the estimate. off: no "
+                          "estimate, unknown kernels fail."),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from kernelconv.kernel_response import REFERENCE_PIXEL_MM, KernelTable
+from kernelconv.kernel_response import REFERENCE_PIXEL_MM, KernelResponse, KernelTable
 
 if TYPE_CHECKING:
     from kernelconv.engines.filter_engine import FilterEngine
@@ -31,6 +31,11 @@ class Engine(Protocol):
     #: the kernel responses (and fitted transfers) this engine converts with; the HU check
     #: takes its expected noise ratio from the same table
     kernel_table: KernelTable
+
+    def add_kernel(self, response: KernelResponse) -> None:
+        """Know one more kernel (a series' kernel estimated from its images): afterwards
+        ``convert`` takes it as a source and ``kernel_table`` holds it."""
+        ...
 
     def convert(self, hu: np.ndarray, source: str, target: str,
                 pixel_mm: float = REFERENCE_PIXEL_MM) -> np.ndarray:
@@ -74,6 +79,20 @@ class GeneratorEngine:
                 f"GGCL StarGAN generator, HU-preserving {output} variant (extension)")
         self.description = f"{kind}, model {info.model_id}" + (
             " (ONNX Runtime)" if backend == "onnx" else "")
+
+    def add_kernel(self, response: KernelResponse) -> None:
+        """A source kernel the model's domains do not include (estimated from a series'
+        images): the base filter converts from it; a direct generator needs nothing, its
+        input is the image and the target label alone."""
+        import dataclasses
+
+        if self.base_filter is not None:
+            self.base_filter.add_kernel(response)
+            self.kernel_table = self.base_filter.kernels
+        else:
+            self.kernel_table = dataclasses.replace(
+                self.kernel_table,
+                responses={**self.kernel_table.responses, response.name: response})
 
     def forward(self, unit: np.ndarray, target: int,
                 base: np.ndarray | None = None) -> np.ndarray:
@@ -131,8 +150,11 @@ def model_kernel_table(info: ModelInfo) -> KernelTable:
             table.update(responses_from_json(info.kernel_responses))
         except ValueError as exc:
             raise ModelError(f"{info.path}: invalid kernel responses ({exc})") from None
+    # learnt windows (unpaired training) start from the identity: only their ratios mean
+    # anything, so they do not describe the kernels a series' fingerprint is checked against
+    learnt = any("learn" in str(r.get("source", "")).lower() for r in info.kernel_responses)
     return KernelTable(table, label=f"model {info.model_id}" if info.kernel_responses
-                       else "built-in")
+                       else "built-in", descriptive=not learnt)
 
 
 def base_filter_for(info: ModelInfo) -> FilterEngine | None:
@@ -149,4 +171,5 @@ def base_filter_for(info: ModelInfo) -> FilterEngine | None:
         raise ModelError(f"{info.path}: no kernel response for {', '.join(missing)} (its base "
                          "filter needs one per domain)")
     return FilterEngine(KernelTable({d: table.responses[d] for d in info.domains},
-                                    label=table.label), noise_limit=False)
+                                    label=table.label, descriptive=table.descriptive),
+                        noise_limit=False)

@@ -46,15 +46,15 @@ class SelectedEngine:
     path: Path | None = None
 
 
-def filter_engine(kernel_table: Path | None = None) -> Engine:
+def filter_engine(kernel_table: Path | None = None, device: str = "cpu") -> Engine:
     """The classical filter on the built-in kernel table, or on it plus a JSON kernel table
     (a `kernelconv calibrate` table brings its fitted transfers). The table's name and a hash
     of its content enter the method id, so output derived with another table gets other
-    UIDs."""
+    UIDs. On a CUDA ``device`` its FFTs run there (the same results: not in the method id)."""
     from kernelconv.engines.filter_engine import FilterEngine
     from kernelconv.kernel_response import KernelTable
 
-    return FilterEngine(KernelTable.load(kernel_table))
+    return FilterEngine(KernelTable.load(kernel_table), device=device)
 
 
 def select_engine(spec: EngineSpec, notice: Callable[[str], None] = lambda m: None
@@ -69,7 +69,7 @@ def select_engine(spec: EngineSpec, notice: Callable[[str], None] = lambda m: No
     if spec.backend is not None and spec.backend not in BACKENDS:
         raise UsageError(f"--backend {spec.backend}: expected one of {', '.join(BACKENDS)}")
     if spec.method == "filter":
-        engine = filter_engine(spec.kernel_table)
+        engine = filter_engine(spec.kernel_table, spec.device)
         owner = "the filter" + (f" with kernel table {spec.kernel_table}" if spec.kernel_table
                                 else "")
         return SelectedEngine(lambda: engine, engine.domains, owner)

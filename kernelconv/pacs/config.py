@@ -19,7 +19,7 @@ from kernelconv.engines.select import BACKENDS, METHODS, PRECISIONS, EngineSpec
 from kernelconv.errors import UsageError
 from kernelconv.fileio import read_settings_file
 from kernelconv.pacs.forward import Destination
-from kernelconv.pipeline import ConvertOptions
+from kernelconv.pipeline import KERNEL_CHECKS, ConvertOptions
 
 UNCONVERTIBLE = ("ignore", "forward")
 #: setting names that differ from the field names (the options are --to, --from, --out-dir)
@@ -46,6 +46,7 @@ class ListenConfig:
     source: str | None = None  # --from: source kernel for every series
     batch_size: int = ConvertOptions.batch_size
     max_bias: float = ConvertOptions.max_bias
+    kernel_check: str = ConvertOptions.kernel_check
     series_number_offset: int = ConvertOptions.series_number_offset
     retries: int = 5
     tls_cert: Path | None = None
@@ -111,7 +112,8 @@ class ListenConfig:
         return ConvertOptions(target=self.target, source_override=self.source,
                               kernel_map=kernel_map, batch_size=self.batch_size,
                               series_number_offset=self.series_number_offset, overwrite=True,
-                              merge=True, max_bias=self.max_bias)
+                              merge=True, max_bias=self.max_bias,
+                              kernel_check=self.kernel_check)
 
 
 def _choice(value: Any, allowed: tuple[str, ...]) -> str:
@@ -163,6 +165,8 @@ def _parse(name: str, raw: Any) -> Any:
         return seconds
     if name == "unconvertible":
         return _choice(raw, UNCONVERTIBLE)
+    if name == "kernel_check":
+        return _choice(raw, KERNEL_CHECKS)
     if name == "method":
         return _choice(raw, METHODS)
     if name == "precision":

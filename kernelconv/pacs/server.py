@@ -211,7 +211,6 @@ class Listener:
             return
         if self.engine is None:
             self.engine = self.engine_factory()
-        assert plan.source_domain is not None
         # written once: straight into --out (merged into the derived series of an earlier
         # round), or into the work folder when it is only forwarded
         root = self.cfg.out if self.cfg.out is not None else work
