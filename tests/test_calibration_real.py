@@ -192,8 +192,8 @@ def test_calibrated_filter_moves_local_mean_hu_as_the_true_target_does(
 
 #: not reached: soft -> sharp calibrated on the Siemens subset's first three slices (z 104-184
 #: mm, one without lung) and tested on the last three is 0.50-0.51 dB below the FIR fitted on
-#: the test slices; calibrated on all 15 slices of the first half it is 0.45 dB below on the
-#: same three (docs/calibration.md): the gap is the content of the halves, not the slice count
+#: the test slices; calibrated on all 15 slices of the first half it is still 0.42 dB below on
+#: the same three (docs/calibration.md): the halves' content differs, more slices barely help
 SHORT = {("siemens first->second", True)}
 
 
