@@ -6,8 +6,10 @@ between them. To write absolute windows (which `simulate --kernel-table` needs, 
 MTF50/MTF10 figures), one kernel is the *anchor*: the softest kernel of the calibration (lowest
 measured noise). Its window is the response table's entry of that name when the table knows it,
 else B30f's, and the file says which; every other kernel's window is the anchor's times the
-fitted ratio, chained along the pairs (from the anchor outwards, so W_sharp / W_soft is the
-soft -> sharp fit), normalised to W(0) = 1 (a kernel's MTF(0) is 1; a fitted transfer's H(0)
+fitted ratio, chained along the pairs (from the anchor outwards: W_sharp / W_soft is the inverse
+of the sharp -> soft fit, which follows the kernels' ratio, where the soft -> sharp least squares
+is the MMSE prediction and rolls off where the soft kernel kept little signal), normalised to
+W(0) = 1 (a kernel's MTF(0) is 1; a fitted transfer's H(0)
 may differ from 1 by the scanner's per-kernel CT-number calibration, :mod:`.fit`). Converting
 between two calibrated kernels does not depend on the anchor: the table also stores every
 fitted transfer, in both directions (each fitted directly: the least-squares prediction of one
@@ -215,8 +217,14 @@ def build_table(pairs: list[SeriesPair], fits: dict[tuple[str, str], TransferFit
             k = b
             wj = np.interp(fit.freq, *windows[j])
             noise_jk = ratios.get((j, k), [])
-            # H_{j -> k} = W_k / W_j, up to the pair's CT-number calibration at f = 0
-            ratio = np.clip(fit.h / fit.h[0], 1.0 / MAX_RATIO, MAX_RATIO)
+            # W_k / W_j, up to the pair's CT-number calibration at f = 0: the inverse of the
+            # k -> j fit where there is one (from the anchor, the softest, k -> j is sharp ->
+            # soft, whose least squares follows the kernels' ratio; the soft -> sharp one is
+            # the MMSE prediction, which rolls off where the soft kernel kept little signal)
+            back = fits.get((k, j))
+            h = 1.0 / np.maximum(back.h, 1.0 / MAX_RATIO) if back is not None and \
+                len(back.h) == len(fit.h) else fit.h
+            ratio = np.clip(h / h[0], 1.0 / MAX_RATIO, MAX_RATIO)
             last = len(fit.points())
             windows[k] = (fit.freq[:last], (wj * ratio)[:last])
             if noise_jk:
