@@ -257,6 +257,20 @@ def _gap(a: HuCheck, b: HuCheck) -> float | None:
     return max(d) if d else None
 
 
+def body_air_mse(pred: np.ndarray, ref: np.ndarray, px: float) -> tuple[float, float]:
+    """Mean squared error (HU^2, stored range) inside the patient and in the field outside it
+    (the body outline of the HU check, on the reference low-passed with 5 mm)."""
+    from kernelconv.hu_check import _body, lowpass
+
+    inside, outside = [], []
+    for p, r in zip(pred, ref, strict=True):
+        body = _body(lowpass(np.clip(r, HU_MIN, HU_MAX), px, 5.0)) & (r > PADDING_HU)
+        e = (np.clip(np.round(p), HU_MIN, HU_MAX) - np.clip(r, HU_MIN, HU_MAX)) ** 2
+        inside.append(float(e[body].mean()))
+        outside.append(float(e[~body & (r > PADDING_HU)].mean()))
+    return float(np.mean(inside)), float(np.mean(outside))
+
+
 def _accumulate(sharp: str, soft: str, x: np.ndarray, y: np.ndarray, px: float
                 ) -> tuple[dict[tuple[str, str], Any], list[Any]]:
     """Both directions' least-squares sums of one stack and its noise measurement."""
@@ -281,8 +295,9 @@ def real_study(cases: list[RealCase], variants: bool) -> dict[str, Any]:
           "(per-slice SD) | oracle: same calibration on the test slices | oracle: plain least "
           "squares on the test slices | oracle: 2-D LSQ FIR on the test slices | below the "
           "best oracle, dB | HU check | bias soft/fat/lung HU, calibrated | the true "
-          "target's | largest difference HU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "target's | largest difference HU | MSE inside / outside the patient HU^2, "
+          "calibrated | the same, plain least squares on the test slices |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     out: dict[str, Any] = {"cases": []}
     variant_rows: dict[str, list[tuple[str, float, float | None]]] = defaultdict(list)
     for pair, split, sharp, soft, cal, test, px in cases:
@@ -311,16 +326,23 @@ def real_study(cases: list[RealCase], variants: bool) -> dict[str, Any]:
             gap = _gap(check, truth)
             sd = float(np.std(per_slice, ddof=1)) if len(per_slice) > 1 else float("nan")
             lsq_cell = "-" if oracles["lsq"] is None else f"{oracles['lsq']:.2f}"
+            mse = body_air_mse(pred, ref, px)
+            mse_lsq = None if lsq is None else body_air_mse(lsq.convert(x, src, dst, px), ref,
+                                                            px)
+            lsq_mse_cell = "-" if mse_lsq is None else f"{mse_lsq[0]:.1f} / {mse_lsq[1]:.1f}"
             print(f"| {pair} | {split} | {src} -> {dst} | {len(x)} | {score(x, ref):.2f} | "
                   f"**{mine:.2f}** ({sd:.2f}) | {oracles['same']:.2f} | {lsq_cell} | "
                   f"{oracles['fir']:.2f} | {best - mine:.2f} | "
                   f"{'accepted' if check.passed else 'REFUSED'} | {_bias(check)} | "
-                  f"{_bias(truth)} | {'-' if gap is None else f'{gap:.2f}'} |")
+                  f"{_bias(truth)} | {'-' if gap is None else f'{gap:.2f}'} | "
+                  f"{mse[0]:.1f} / {mse[1]:.1f} | {lsq_mse_cell} |")
             out["cases"].append({"pair": pair, "split": split, "direction": f"{src} -> {dst}",
                                  "slices": len(x), "identity": score(x, ref), "psnr": mine,
                                  "psnr_sd": sd, "psnr_slices": per_slice, "oracles": oracles,
                                  "hu_check_passed": check.passed, "bias": check.bias_hu,
-                                 "truth_bias": truth.bias_hu, "largest_bias_gap": gap})
+                                 "truth_bias": truth.bias_hu, "largest_bias_gap": gap,
+                                 "mse_inside_outside": mse, "plain_lsq_mse_inside_outside":
+                                 mse_lsq})
             if variants:
                 for name, kw in VARIANTS.items():
                     v = table_engine({key: solve(a, *key, **kw) for key, a in caccs.items()}, cn)

@@ -30,10 +30,9 @@ import numpy as np
 import pydicom
 import pytest
 from helpers import output_series_dirs
-from test_real_pairs import TruthEngine
+from test_real_pairs import TruthEngine, _by_z
 
 from kernelconv.cli import main
-from kernelconv.dicom.dataset import decode_hu
 from kernelconv.evaluation.metrics import psnr
 from kernelconv.kernel_response import KernelTable
 from kernelconv.pipeline import ConvertOptions, run_convert
@@ -59,14 +58,6 @@ def _cli(args: list[object]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
-
-
-def _by_z(folder: Path) -> dict[float, np.ndarray]:
-    out = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        ds = pydicom.dcmread(path)
-        out[round(float(ds.ImagePositionPatient[2]), 2)] = decode_hu(ds, path)[1][0]
-    return out
 
 
 def _halves(root: Path, kernel: str, work: Path) -> tuple[Path, Path]:
