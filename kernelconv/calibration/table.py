@@ -6,12 +6,15 @@ between them. To write absolute windows (which `simulate --kernel-table` needs, 
 MTF50/MTF10 figures), one kernel is the *anchor*: the softest kernel of the calibration (lowest
 measured noise). Its window is the response table's entry of that name when the table knows it,
 else B30f's, and the file says which; every other kernel's window is the anchor's times the
-fitted ratio, chained along the pairs. The ratio W_sharp / W_soft is the soft -> sharp fit, so
-W_soft / W_sharp is the sharp -> soft transfer of :mod:`.fit` (the inverse of the soft -> sharp
-least squares). Converting between two calibrated kernels does not depend on the anchor: the
-table also stores every fitted transfer, in both directions, and the filter uses a fitted
-transfer whenever one exists for the pair it converts (the soft -> sharp fit is the least-
-squares, MMSE linear prediction).
+fitted ratio, chained along the pairs (from the anchor outwards: W_sharp / W_soft is the inverse
+of the sharp -> soft fit, which follows the kernels' ratio, where the soft -> sharp least squares
+is the MMSE prediction and rolls off where the soft kernel kept little signal), normalised to
+W(0) = 1 (a kernel's MTF(0) is 1; a fitted transfer's H(0)
+may differ from 1 by the scanner's per-kernel CT-number calibration, :mod:`.fit`). Converting
+between two calibrated kernels does not depend on the anchor: the table also stores every
+fitted transfer, in both directions (each fitted directly: the least-squares prediction of one
+kernel's image from the other's), and the filter uses a fitted transfer whenever one exists
+for the pair it converts.
 
 The noise ratio of each kernel is stored relative to the anchor (``noise_reference``), as
 measured on the pairs' flat tiles, +- its spread over pairs (at least ``NOISE_TOLERANCE``). MTF
@@ -38,7 +41,6 @@ from kernelconv.calibration.fit import (
     accumulate,
     invert,
     pair_noise,
-    soft_to_sharp,
     solve,
 )
 from kernelconv.calibration.pairs import PairingError, SeriesPair
@@ -107,7 +109,7 @@ class Calibration:
             "format": FORMAT, "version": 1,
             "kernels": [asdict(k) for k in self.table.values()],
             "transfers": [{"source": s, "target": t, "points": fit.points(), "tiles": fit.tiles,
-                           "method": fit.method,
+                           "method": fit.method, "hu_regions": fit.region_shift,
                            "slices": self.slices_per_kernel_pair.get(_key(s, t), 0)}
                           for (s, t), fit in sorted(self.fits.items())],
             "calibration": {
@@ -157,12 +159,7 @@ def fit_arrays(stacks: Iterable[SliceStack], progress: Any = None
         pn = pair_noise(x, y, ka, kb, pixel_mm)
         if pn is not None:
             noise.append(pn)
-    direct = {key: solve(acc, *key) for key, acc in accs.items()}
-    fits: dict[tuple[str, str], TransferFit] = {}
-    for (a, b), fit in direct.items():
-        up = soft_to_sharp(fit, direct[(b, a)])
-        fits[(up.source, up.target)] = up
-        fits[(up.target, up.source)] = invert(up)
+    fits = {key: solve(acc, *key) for key, acc in accs.items()}
     return fits, noise, dict(counts)
 
 
@@ -220,7 +217,14 @@ def build_table(pairs: list[SeriesPair], fits: dict[tuple[str, str], TransferFit
             k = b
             wj = np.interp(fit.freq, *windows[j])
             noise_jk = ratios.get((j, k), [])
-            ratio = np.clip(fit.h, 1.0 / MAX_RATIO, MAX_RATIO)  # H_{j -> k} = W_k / W_j
+            # W_k / W_j, up to the pair's CT-number calibration at f = 0: the inverse of the
+            # k -> j fit where there is one (from the anchor, the softest, k -> j is sharp ->
+            # soft, whose least squares follows the kernels' ratio; the soft -> sharp one is
+            # the MMSE prediction, which rolls off where the soft kernel kept little signal)
+            back = fits.get((k, j))
+            h = 1.0 / np.maximum(back.h, 1.0 / MAX_RATIO) if back is not None and \
+                len(back.h) == len(fit.h) else fit.h
+            ratio = np.clip(h / h[0], 1.0 / MAX_RATIO, MAX_RATIO)
             last = len(fit.points())
             windows[k] = (fit.freq[:last], (wj * ratio)[:last])
             if noise_jk:
