@@ -191,6 +191,31 @@ def _body(lp_in: np.ndarray) -> np.ndarray:
     return span(dense) & span(dense.T).T
 
 
+def checked_regions(hu_in: np.ndarray, pixel_mm: float,
+                    expected_noise_ratio: float | None = None) -> dict[str, np.ndarray]:
+    """The pixels of one (H, W) slice that the check judges, per checked region (soft tissue,
+    fat, lung), at full resolution: the definition (regions of the low-passed input, the
+    floor rule with the expected noise ratio, the body for lung, erosion, the fewest pixels),
+    for callers that need the masks themselves (the site calibration holds its fit to the
+    true target's shift in these regions). A region with too few pixels is left out."""
+    x = np.clip(hu_in.astype(np.float64), FLOOR_HU, None)
+    lp_in = lowpass(x, pixel_mm)
+    ratio = max(1.0, expected_noise_ratio or 1.0)
+    clear = lp_in > FLOOR_HU + CLEAR_OF_FLOOR * local_noise_sd(x, pixel_mm) * ratio
+    radius = int(round(ERODE_MM / pixel_mm))
+    body = _body(lp_in)
+    out = {}
+    for name in CHECKED:
+        lo, hi = REGIONS[name]
+        mask = (lp_in >= lo) & (lp_in < hi) & clear
+        if name == "lung":
+            mask &= body
+        mask = _erode(mask, radius)
+        if int(mask.sum()) >= MIN_REGION_PIXELS:
+            out[name] = mask
+    return out
+
+
 def _smooth_multiple(n: int, k: int) -> int:
     """Smallest 5-smooth multiple of ``k`` (itself 5-smooth) that is >= n."""
     n = max(n, k)

@@ -56,16 +56,9 @@ from kernelconv.engines.filter_engine import PAD, PADDING_HU, frequency_grid
 from kernelconv.hu import HU_MAX, HU_MIN
 from kernelconv.hu_check import (
     CHECKED,
-    CLEAR_OF_FLOOR,
-    ERODE_MM,
-    FLOOR_HU,
     LOWPASS_SIGMA_MM,
-    MIN_REGION_PIXELS,
-    REGIONS,
     HuCheck,
-    _body,
-    _erode,
-    local_noise_sd,
+    checked_regions,
     lowpass,
 )
 from kernelconv.noise import NoiseMeasurement, flat_tiles, measure_noise, unclipped
@@ -136,26 +129,12 @@ def _hats(f: np.ndarray, knots: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 def _check_regions(x: np.ndarray, y: np.ndarray, pixel_mm: float) -> dict[str, np.ndarray]:
     """The pixels :class:`kernelconv.hu_check.HuCheck` judges when ``x`` is converted towards
-    ``y``'s kernel (its regions of the low-passed input, floor rule and erosion), with the
-    output noise it would expect taken from the pair itself."""
+    ``y``'s kernel (:func:`kernelconv.hu_check.checked_regions`), with the output noise it
+    would expect taken from the pair itself."""
     xc = np.clip(x, HU_MIN, HU_MAX)
     probe = HuCheck()
     probe.add(xc, y, pixel_mm)
-    ratio = probe.noise_ratio or 1.0
-    lp_in = lowpass(xc, pixel_mm)
-    clear = lp_in > FLOOR_HU + CLEAR_OF_FLOOR * local_noise_sd(xc, pixel_mm) * max(1.0, ratio)
-    radius = int(round(ERODE_MM / pixel_mm))
-    body = _body(lp_in)
-    out = {}
-    for name in CHECKED:
-        lo, hi = REGIONS[name]
-        mask = (lp_in >= lo) & (lp_in < hi) & clear
-        if name == "lung":
-            mask &= body
-        mask = _erode(mask, radius)
-        if int(mask.sum()) >= MIN_REGION_PIXELS:
-            out[name] = mask
-    return out
+    return checked_regions(xc, pixel_mm, probe.noise_ratio or 1.0)
 
 
 def _count_tiles(x: np.ndarray, y: np.ndarray) -> int:
