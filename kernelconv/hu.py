@@ -44,6 +44,10 @@ def unit_to_hu(
     return ((u + 1.0) * ((hu_max - hu_min) / 2.0) + hu_min).astype(np.float32)
 
 
+#: 0 HU on the network's [-1, 1] scale (where a filter with H(0) != 1 must be centred)
+UNIT_ZERO_HU: float = float(-1.0 - 2.0 * HU_MIN / (HU_MAX - HU_MIN))
+
+
 def stored_range(bits_stored: int, signed: bool) -> tuple[int, int]:
     """The smallest and largest stored value that ``bits_stored`` bits can hold."""
     if signed:

@@ -63,3 +63,28 @@ def test_filter_keeps_mean_and_identity_for_same_kernel() -> None:
     f = np.linspace(0, 14, 50)
     h = eng.transfer("B30f", "B70f", f)
     assert h[0] == pytest.approx(1.0) and np.all(np.isfinite(h))
+
+
+def test_the_torch_filter_on_the_network_scale_is_the_hu_filter() -> None:
+    """Training applies the filter to the network's [-1, 1] scale; a site calibration's fitted
+    transfer need not have H(0) = 1 exactly (it holds the true target's low-pass shift), so
+    the torch path centres on 0 HU: the same image as the numpy path on HU (without centring
+    3 HU apart at H(0) = 0.997)."""
+    import torch
+
+    from kernelconv.engines.filter_engine import FilterEngine
+    from kernelconv.hu import UNIT_ZERO_HU, hu_to_unit, unit_to_hu
+    from kernelconv.kernel_response import KernelTable, builtin_table
+
+    fitted = np.array([[0.0, 0.997], [2.0, 1.5], [7.0, 4.0]])
+    engine = FilterEngine(KernelTable(builtin_table(), {("B30f", "B70f"): fitted}),
+                          noise_limit=False)
+    hu = (np.random.default_rng(0).normal(0.0, 30.0, (1, 64, 64)) - 800.0).astype(np.float32)
+    expected = engine.convert(hu, "B30f", "B70f", 0.7)
+    unit = torch.from_numpy(hu_to_unit(hu)[:, None])
+    got = unit_to_hu(engine.convert_torch(unit, ["B30f"], ["B70f"], [0.7],
+                                          zero=UNIT_ZERO_HU).numpy()[:, 0], clip=False)
+    assert np.abs(got - expected).max() < 0.01
+    uncentred = unit_to_hu(engine.convert_torch(unit, ["B30f"], ["B70f"], [0.7]).numpy()[:, 0],
+                           clip=False)
+    assert np.abs(uncentred - expected).max() > 1.0

@@ -310,11 +310,16 @@ class FilterEngine:
             return out.cpu().numpy()
 
     def convert_torch(self, x: Any, sources: list[str], targets: list[str],
-                      pixel_mm: list[float], windows: WindowFn | None = None) -> Any:
+                      pixel_mm: list[float], windows: WindowFn | None = None,
+                      zero: float = 0.0) -> Any:
         """The same conversion on a torch tensor (B, 1, H, W), differentiable (training).
 
-        Works on HU or on the network's [-1, 1] scale alike: the filter is linear with
-        H(0) = 1, so it commutes with the affine HU <-> unit map. Item i goes from
+        Works on HU or on the network's [-1, 1] scale alike: ``zero`` is the value of 0 HU on
+        the input's scale (0 for HU; ``hu_to_unit(0)`` on the network's scale), taken off
+        before filtering and put back after, so the filter acts on values proportional to HU
+        as :meth:`convert` does; that matters where H(0) is not exactly 1 (a site
+        calibration's fitted transfer holds the true target's low-pass shift, H(0) ~ 0.997 on
+        the real Siemens pair: ~2.7 HU on the unit scale otherwise). Item i goes from
         ``sources[i]`` to ``targets[i]`` at ``pixel_mm[i]``; padding and transfer are exactly
         those of :meth:`convert` (without the noise limit). With ``windows`` (a kernel name
         and a torch tensor of frequencies in lp/cm -> that kernel's window there, e.g. windows
@@ -336,13 +341,14 @@ class FilterEngine:
             if src == dst:
                 out[ids] = sel[..., pad:pad + h, pad:pad + w]
                 continue
+            sel = sel - zero
             if windows is None:
                 grid = torch.from_numpy(self.grid_transfer(src, dst, shape, px)).to(x.device)
             else:
                 f = torch.from_numpy(frequency_grid(shape, px)).to(x.device)
                 grid = regularised_ratio(windows(src, f), windows(dst, f), f,
                                          self.default_lambda(src, dst))[None].double()
-            out[ids] = fft_filter(sel.double(), grid, pad, h, w).to(x.dtype)
+            out[ids] = (fft_filter(sel.double(), grid, pad, h, w) + zero).to(x.dtype)
         return out
 
 

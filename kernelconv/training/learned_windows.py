@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from kernelconv.engines.filter_engine import FilterEngine
+from kernelconv.hu import UNIT_ZERO_HU
 from kernelconv.kernel_response import (
     KernelResponse,
     ResponseTable,
@@ -116,7 +117,8 @@ class LearnedWindows(nn.Module):
         ``target`` labels, with the current windows (differentiable in them)."""
         return self.engine.convert_torch(x, [self.domains[int(i)] for i in source],
                                          [self.domains[int(i)] for i in target],
-                                         [float(p) for p in pixel_mm], windows=self.window)
+                                         [float(p) for p in pixel_mm], windows=self.window,
+                                         zero=UNIT_ZERO_HU)
 
     def roughness(self) -> torch.Tensor:
         """Mean squared second difference of the learnt log windows: a smoothness prior that

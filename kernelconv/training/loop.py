@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from kernelconv.errors import UsageError
+from kernelconv.hu import UNIT_ZERO_HU
 from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig
 from kernelconv.nets.generator import Generator, GeneratorConfig
 from kernelconv.training.checkpoint import (
@@ -349,7 +350,8 @@ def base_filter(domains: list[str], kernel_table: str | None = None) -> Any:
     def base(x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
              pixel_mm: Any) -> torch.Tensor:
         return engine.convert_torch(x, [domains[int(i)] for i in source],
-                                    [domains[int(i)] for i in target], list(pixel_mm))
+                                    [domains[int(i)] for i in target], list(pixel_mm),
+                                    zero=UNIT_ZERO_HU)
 
     return base
 
