@@ -16,9 +16,6 @@ from kernelconv.cli.options import renamed
 from kernelconv.cli.render import err, new_table, out, progress_columns, short_path
 from kernelconv.fileio import output_errors, probe_output, write_output_text
 
-#: fewer unclipped tiles than this gave a poor fit on the real phantom (docs/calibration.md)
-MIN_GOOD_TILES = 20
-
 CALIBRATE_EPILOG = """
 \b
 Examples:
@@ -66,8 +63,8 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
     """Fit the kernel conversion to a site's scanner from paired reconstructions.
 
     For each pair of kernels, fits the transfer between them in lp/cm (least squares on
-    tiles free of clipping, any pixel spacing), measures both kernels' noise and noise
-    power spectrum, and writes a kernel table: windows (anchored on the softest kernel),
+    whole slices, any pixel spacing, its low frequencies held to the true target's local mean
+    HU), measures both kernels' noise and noise power spectrum, and writes a kernel table: windows (anchored on the softest kernel),
     the fitted transfers, noise ratios and the figures (MTF50, MTF10). An extension beyond
     the paper.
     """
@@ -136,13 +133,16 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
     out.print(f"anchor window: {cal.anchor_basis}")
     for (s, tgt), fit in sorted(cal.fits.items()):
         pts = fit.points()
-        basis = f"{fit.tiles} tiles" if fit.tiles else "QA-phantom MTFs"
+        held = ", ".join(f"{r} {v.get('truth', 0.0):+.1f}" for r, v in fit.region_shift.items())
+        basis = (f"local mean HU held to the true target's: {held}" if held else
+                 "QA-phantom MTFs" if not fit.tiles else "no HU-check region")
         out.print(f"{s} -> {tgt}: {fit.method}, to {pts[-1][0]:.2f} lp/cm ({basis}); "
-                  f"H(2, 4, 6 lp/cm) = {fit(2.0):.3f}, {fit(4.0):.3f}, {fit(6.0):.3f}")
-        if 0 < fit.tiles < MIN_GOOD_TILES:
-            err.print(f"[yellow]warning[/]: {s} <-> {tgt} fitted on only {fit.tiles} tiles "
-                      f"free of clipping (fewer than {MIN_GOOD_TILES}: the fit may be poor; "
-                      "add slices with soft tissue, docs/calibration.md)")
+                  f"H(0, 2, 4, 6 lp/cm) = {fit(0.0):.4f}, {fit(2.0):.3f}, {fit(4.0):.3f}, "
+                  f"{fit(6.0):.3f}")
+        if fit.tiles and "soft tissue" not in fit.region_shift:
+            err.print(f"[yellow]warning[/]: {s} <-> {tgt}: the calibration slices hold no soft "
+                      "tissue the HU check measures, so the fit's low frequencies are not held "
+                      "to it; add slices with soft tissue (docs/calibration.md)")
     for note in notes:
         err.print(f"note: {note}")
     if plot:
