@@ -178,4 +178,15 @@ def _unpaired(archive: Path, out_path: Path) -> None:
                   f"{r['uncertainty']:.0%}", str(r["series"]))
     out.print(t)
     out.print(f"anchor window: {cal.anchor_basis}")
+    for r in cal.figures():
+        if r["kernel"] != cal.anchor and (r["series"] < 2 or r["uncertainty"] > 0.10):
+            err.print(f"[yellow]warning[/]: {r['kernel']}: estimated from {r['series']} "
+                      f"series, uncertainty {r['uncertainty']:.0%}: an unpaired table from so "
+                      "little can convert worse than the built-in table (docs/fingerprint.md); "
+                      "add series of this kernel, or calibrate on pairs")
+    anchor = next((r for r in cal.figures() if r["kernel"] == cal.anchor), None)
+    if anchor is not None and (anchor["series"] < 2 or anchor["uncertainty"] > 0.10):
+        err.print(f"[yellow]warning[/]: the anchor {cal.anchor}'s fingerprint rests on "
+                  f"{anchor['series']} series, uncertainty {anchor['uncertainty']:.0%}: every "
+                  "other kernel's window is relative to it")
     out.print(f"kernel table: {out_path} (use: --method filter --kernel-table {out_path})")
