@@ -244,12 +244,16 @@ METHODS = ["identity", "filter (built-in table)", "default model", "paired calib
 ORACLE = "oracle: calibrate on the test part"
 
 
-def evaluate_pair(pair: Pair, work: Path, unpaired: bool) -> dict[str, Any]:
-    """Every method on every part of one pair, both directions."""
+def evaluate_pair(pair: Pair, work: Path, unpaired: bool,
+                  models: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every method on every part of one pair, both directions; ``models``: more models
+    (NAME|PATH), each scored as "model NAME" beside the default."""
     builtin_filter = select_engine(EngineSpec(method="filter"))
     model = select_engine(EngineSpec(device="cpu"))
+    extra = {f"model {Path(m).name.removesuffix('.safetensors')}":
+             select_engine(EngineSpec(model=m, device="cpu")) for m in models}
     engines: dict[int, Any] = {}
-    rows: dict[str, dict[str, Row]] = {m: defaultdict(Row) for m in METHODS}
+    rows: dict[str, dict[str, Row]] = {m: defaultdict(Row) for m in [*METHODS, *extra]}
     sharp, soft = pair.kernels
     for i, test in enumerate(pair.parts):
         others = [p for j, p in enumerate(pair.parts) if j != i]
@@ -262,7 +266,8 @@ def evaluate_pair(pair: Pair, work: Path, unpaired: bool) -> dict[str, Any]:
             "unpaired calibration": calibrate_unpaired(cal, pair.kernels, pw) if unpaired
             else NOT_AVAILABLE}
         selected: dict[str, SelectedEngine | str | None] = {
-            "identity": None, "filter (built-in table)": builtin_filter, "default model": model}
+            "identity": None, "filter (built-in table)": builtin_filter, "default model": model,
+            **extra}
         for name, table in tables.items():
             selected[name] = table if isinstance(table, str) else select_engine(
                 EngineSpec(method="filter", kernel_table=table))
@@ -341,6 +346,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--canon", type=Path, help="the Canon phantom pairs (phantom1/, phantom2/)")
     ap.add_argument("--siemens", type=Path, help="the Siemens chest pair (B40f/, B70f/)")
+    ap.add_argument("--model", action="append", default=[],
+                    help="another model NAME|PATH to score beside the default (repeatable)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args()
@@ -359,7 +366,8 @@ def main() -> None:
                                      f"patient, SOMATOM Sensation 10, {n} slices of 8 mm, "
                                      "0.646 mm, split into halves"))
         for k, pair in enumerate(pairs):
-            results[pair.name] = evaluate_pair(pair, work / f"pair{k}", unpaired)
+            results[pair.name] = evaluate_pair(pair, work / f"pair{k}", unpaired,
+                                               tuple(args.model))
             if args.json:  # as soon as it is measured
                 args.json.write_text(json.dumps(results, indent=1, default=float) + "\n")
             lines += pair_markdown(pair, results[pair.name])

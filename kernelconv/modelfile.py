@@ -52,6 +52,11 @@ class ModelInfo:
     #: responses (kernel_response JSON) of the base filter a filter_residual model corrects;
     #: empty: the built-in table
     kernel_responses: list[dict[str, Any]] = field(default_factory=list)
+    #: per-direction use ("SRC->TGT": "network" | "filter"), chosen by measurement: a
+    #: direction where the network does not beat its filter runs the noise-limited filter
+    #: (extension). Empty: the network everywhere. Not covered by the weights' checksum, so
+    #: engines put its digest into their method id (:func:`direction_use_digest`).
+    direction_use: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_id(self) -> str:
@@ -65,7 +70,39 @@ class ModelInfo:
             "hu_range": list(self.hu_range), "provenance": self.provenance,
             "weights_sha256": self.weights_sha256,
             **({"kernel_responses": self.kernel_responses} if self.kernel_responses else {}),
+            **({"direction_use": self.direction_use} if self.direction_use else {}),
         }
+
+
+DIRECTION_USES = ("network", "filter")
+
+
+def direction_key(source: str, target: str) -> str:
+    """The key of one conversion direction in :attr:`ModelInfo.direction_use`."""
+    return f"{source}->{target}"
+
+
+def direction_use_digest(use: Mapping[str, str]) -> str:
+    """8 hex digits naming a per-direction use map ("" when empty: the network everywhere)."""
+    if not use:
+        return ""
+    text = json.dumps(dict(sorted(use.items())), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def validate_direction_use(domains: list[str], use: Mapping[str, Any]) -> dict[str, str]:
+    """``use`` checked against the model's domains: keys SRC->TGT of two different domains,
+    values network or filter. Raises ValueError naming the first bad entry."""
+    clean: dict[str, str] = {}
+    for key, value in use.items():
+        src, sep, tgt = str(key).partition("->")
+        if not sep or src not in domains or tgt not in domains or src == tgt:
+            raise ValueError(f"direction {key!r} is not SRC->TGT of two of the model's "
+                             f"kernels ({', '.join(domains)})")
+        if value not in DIRECTION_USES:
+            raise ValueError(f"direction {key}: use {value!r} is not network or filter")
+        clean[direction_key(src, tgt)] = str(value)
+    return clean
 
 
 def save_model(path: Path, info: ModelInfo, state_dict: Mapping[str, Any]) -> ModelInfo:
@@ -119,6 +156,7 @@ def info_from_metadata(path: Path, meta: dict[str, Any]) -> ModelInfo:
             provenance=dict(meta.get("provenance", {})), architecture=meta["architecture"],
             weights_sha256=str(meta["weights_sha256"]), path=path,
             kernel_responses=list(meta.get("kernel_responses") or []),
+            direction_use=validate_direction_use(domains, dict(meta.get("direction_use") or {})),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelError(f"{path}: incomplete model metadata ({exc})") from None

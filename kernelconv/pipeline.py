@@ -42,7 +42,7 @@ from kernelconv.dicom.derived import (
 )
 from kernelconv.dicom.discovery import Discovery, Series, discover
 from kernelconv.dicom.paths import file_names, is_within, series_dir
-from kernelconv.engines import Engine
+from kernelconv.engines import Engine, describe_direction
 from kernelconv.errors import (
     InputError,
     KernelconvError,
@@ -130,6 +130,9 @@ class SeriesResult:
     #: the source kernel's response estimated from the images (kernelconv.fingerprint),
     #: with the check of the header's claim
     fingerprint: dict[str, Any] | None = None
+    #: what converted this series where it differs from the run's method (a model that runs
+    #: its filter in this direction); empty otherwise
+    method: str = ""
     preview: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -449,7 +452,8 @@ def convert_series(
                 f"{fp.mtf50:.1f} lp/cm, uncertainty {fp.uncertainty:.0%})")
     derivation = Derivation(
         source_kernel=kernel or "unnamed",
-        target_kernel=label, method=engine.description + note, method_id=engine.method_id,
+        target_kernel=label, method=describe_direction(engine, source_domain, target) + note,
+        method_id=engine.method_id,
         smoothing=_sharpness(engine, target) < _sharpness(engine, source_domain),
         series_number_offset=options.series_number_offset,
         source_domain=source_domain, target_domain=target,
@@ -463,6 +467,8 @@ def convert_series(
         images=series.n_images, status="converted", output=str(final), warnings=list(series.warnings),
         source_domain=source_domain, target_domain=target,
     )
+    if describe_direction(engine, source_domain, target) != engine.description:
+        result.method = describe_direction(engine, source_domain, target)
     if fp is not None:
         result.warnings.append(f"kernel {kernel or '(none)'} estimated from the images: "
                                f"{fp.summary()}")

@@ -218,6 +218,11 @@ def models() -> None:
         if e.info is not None:
             out.print(f"{e.path.name.removesuffix('.safetensors')}: "
                       f"{model_description(e.path, e.info.provenance)}", markup=False)
+            routed = sorted(k for k, v in e.info.direction_use.items() if v == "filter")
+            if routed:
+                out.print(f"  runs the noise-limited filter, not its network, for "
+                          f"{', '.join(routed)} (measured: the network did not beat it there)",
+                          markup=False)
     out.print(f"user models: {user_models_dir()}")
     out.print(f"bundled models: {bundled_models_dir() or 'none'}")
     out.print(f"bundled example series: {example_series_dir() or 'none'}")

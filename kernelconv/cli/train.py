@@ -183,17 +183,23 @@ Examples:
   kernelconv export runs/ggcl --name default-ggcl --models-dir models
   kernelconv export runs/ggcl --name my-ggcl --onnx  # model and NAME.onnx
   kernelconv export my-ggcl --onnx --models-dir deploy/  # an installed model
+  kernelconv export resim-fr-v1 --name my-routed --use-filter sharpening
 """)
 @click.argument("source", metavar="RUN_DIR|CKPT|MODEL", type=click.Path(path_type=Path))
 @click.option("--name", help="Model name (file NAME.safetensors); required from a run.")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
               show_default="the user models folder", help="Where to write the model.")
 @click.option("--half", is_flag=True, help="Store fp16 weights (half the size).")
+@click.option("--use-filter", "use_filter", multiple=True, metavar="DIRECTION",
+              help="Run the noise-limited filter instead of the network in DIRECTION "
+                   "(SRC->TGT, or sharpening / smoothing for all such directions), where an "
+                   "evaluation showed the network does not beat it; repeatable (extension). "
+                   "From an installed model: writes a copy under --name.")
 @click.option("--onnx", "as_onnx", is_flag=True,
               help="Also write NAME.onnx (opset 18, fp32, dynamic batch/height/width, kernelconv "
                    "metadata) for ONNX Runtime (needs kernelconv[onnx]).")
 def export(source: Path, name: str | None, models_dir: Path | None, half: bool,
-           as_onnx: bool) -> None:
+           use_filter: tuple[str, ...], as_onnx: bool) -> None:
     """Write the inference model file (generator and metadata only) from a training run, or
     (with --onnx) the ONNX graph of a run's or an installed model."""
     from kernelconv.dicom.paths import sanitise
@@ -207,8 +213,16 @@ def export(source: Path, name: str | None, models_dir: Path | None, half: bool,
 
         if name is None:
             raise UsageError("export: --name is required when exporting a training run")
-        path = export_model(source, name, models_dir, half)
+        path = export_model(source, name, models_dir, half, use_filter=use_filter)
         out.print(f"model written: {path}")
+    elif use_filter:
+        from kernelconv.training.export import route_installed_model
+
+        if name is None:
+            raise UsageError("export --use-filter from an installed model: --name is required "
+                             "(the routed copy's name)")
+        path = route_installed_model(resolve_model(str(source)), name, models_dir, use_filter)
+        out.print(f"model written: {path} (the weights of {source}, per-direction use set)")
     else:
         if not as_onnx:
             raise UsageError(f"{source}: not a run folder or checkpoint (*.pt); from an "

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from kernelconv.kernel_response import REFERENCE_PIXEL_MM, KernelResponse, KernelTable
+from kernelconv.modelfile import direction_key, direction_use_digest
 
 if TYPE_CHECKING:
     from kernelconv.engines.filter_engine import FilterEngine
@@ -37,6 +38,11 @@ class Engine(Protocol):
         ``convert`` takes it as a source and ``kernel_table`` holds it."""
         ...
 
+    def describe(self, source: str, target: str) -> str:
+        """What converts ``source`` -> ``target`` (for DerivationDescription and the report):
+        ``description``, or what a model runs in that direction instead (its filter)."""
+        ...
+
     def convert(self, hu: np.ndarray, source: str, target: str,
                 pixel_mm: float = REFERENCE_PIXEL_MM) -> np.ndarray:
         """(B, H, W) float32 HU in ``source`` kernel -> (B, H, W) float32 HU in ``target``.
@@ -45,6 +51,13 @@ class Engine(Protocol):
         filter) need it, the network ignores it (it was trained at one pixel size).
         """
         ...
+
+
+def describe_direction(engine: Engine, source: str, target: str) -> str:
+    """What converts ``source`` -> ``target``: the engine's ``describe`` where it has one (a
+    model that runs its filter in some directions), else its ``description``."""
+    describe = getattr(engine, "describe", None)
+    return describe(source, target) if callable(describe) else engine.description
 
 
 def one_hot(index: int, count: int, batch: int) -> np.ndarray:
@@ -74,6 +87,14 @@ class GeneratorEngine:
         self.domain_sharpness = domain_sharpness(self.domains, info.domain_sharpness)
         # another backend's results differ by a fraction of an HU: its derived UIDs must too
         self.method_id = f"{info.model_id}+{backend}" if backend else info.model_id
+        #: per-direction use (extension): directions where the network did not beat the
+        #: filter run the noise-limited filter on the model's own kernel table instead. The
+        #: map is not in the weights' checksum, so its digest is in the method id.
+        self.direction_use = dict(info.direction_use)
+        digest = direction_use_digest(self.direction_use)
+        if digest:
+            self.method_id += f"+use-{digest}"
+        self._route_filter: FilterEngine | None = None
         output = info.arch_args.get("output", "direct")
         kind = ("GGCL StarGAN generator" if output == "direct" else
                 f"GGCL StarGAN generator, HU-preserving {output} variant (extension)")
@@ -93,6 +114,8 @@ class GeneratorEngine:
             self.kernel_table = dataclasses.replace(
                 self.kernel_table,
                 responses={**self.kernel_table.responses, response.name: response})
+        if self._route_filter is not None:
+            self._route_filter.add_kernel(response)
 
     def forward(self, unit: np.ndarray, target: int,
                 base: np.ndarray | None = None) -> np.ndarray:
@@ -106,6 +129,48 @@ class GeneratorEngine:
         windows alone), so its output is the base filter's and the network need not run."""
         return False
 
+    def uses_network(self, source: str, target: str) -> bool:
+        """Whether the network converts ``source`` -> ``target`` (else the route filter).
+
+        A direction the map names is decided by the map. A source outside the model's
+        domains (a vendor kernel from the table, an estimate from the images) takes the
+        network only where every listed direction into ``target`` of the same kind
+        (sharpening or smoothing) uses it: the cautious reading of a measurement made on
+        other kernels."""
+        if not self.direction_use or source == target:
+            return True
+        use = self.direction_use.get(direction_key(source, target))
+        if use is not None:
+            return use == "network"
+        from kernelconv.kernel_response import sharpness_of
+
+        table = self.kernel_table.responses
+        rank = {k: sharpness_of(k, table=table) for k in (source, target)}
+        if rank[source] is None or rank[target] is None:
+            return True
+        sharpening = rank[target] > rank[source]
+        same_kind = [use for key, use in self.direction_use.items()
+                     if key.endswith(f"->{target}")
+                     and ((sharpness_of(key.split("->")[0], table=table) or 0.0)
+                          < rank[target]) == sharpening]
+        return all(use == "network" for use in same_kind)
+
+    def route_filter(self) -> FilterEngine:
+        """The noise-limited filter on the model's kernel table (what ``--method filter``
+        runs), for the directions the model routes to it."""
+        if self._route_filter is None:
+            from kernelconv.engines.filter_engine import FilterEngine
+
+            self._route_filter = FilterEngine(self.kernel_table)
+        return self._route_filter
+
+    def describe(self, source: str, target: str) -> str:
+        if self.uses_network(source, target):
+            return self.description
+        return (f"{self.route_filter().description}; model {self.info.model_id} runs the filter "
+                f"for {source} -> {target}, where its network did not beat it (measured, "
+                "extension)")
+
     def convert(self, hu: np.ndarray, source: str, target: str,
                 pixel_mm: float = REFERENCE_PIXEL_MM) -> np.ndarray:
         """Convert (B, H, W) HU; any H and W (reflect-padded to the network's multiple)."""
@@ -114,6 +179,11 @@ class GeneratorEngine:
 
         if target not in self.domains:
             raise KernelconvError(f"target kernel {target} is not one of {self.domains}")
+        if not self.uses_network(source, target):
+            if source not in self.kernel_table.responses:
+                raise KernelconvError(f"source kernel {source} has no response in the "
+                                      "model's kernel table")
+            return self.route_filter().convert(hu, source, target, pixel_mm)
         lo, hi = self.info.hu_range
         unit, (rows, cols) = network_input(hu, lo, hi, self.multiple)
         base = None

@@ -148,6 +148,10 @@ class FilterEngine:
         self._grids.clear()
         self._device_grids.clear()
 
+    def describe(self, source: str, target: str) -> str:
+        """The same filter in every direction."""
+        return self.description
+
     def sharper(self, source: str, target: str) -> bool:
         return self.domain_sharpness[target] > self.domain_sharpness[source]
 

@@ -29,7 +29,8 @@ from kernelconv import __version__
 from kernelconv.engines import GeneratorEngine, one_hot
 from kernelconv.errors import ModelError, UsageError
 from kernelconv.fileio import atomic_path
-from kernelconv.modelfile import ModelInfo, info_from_metadata, load_model, read_info
+from kernelconv.modelfile import (ModelInfo, direction_use_digest, info_from_metadata, load_model,
+                                  read_info)
 
 OPSET = 18
 META_KEY = "kernelconv"
@@ -154,11 +155,15 @@ def onnx_file_for(model_path: Path, info: ModelInfo | None = None) -> Path:
     beside = model_path.with_suffix(ONNX_SUFFIX)
     if beside.is_file():
         try:
-            if read_onnx_info(beside).weights_sha256 == info.weights_sha256:
+            found = read_onnx_info(beside)
+            if (found.weights_sha256, found.direction_use) == (info.weights_sha256,
+                                                               info.direction_use):
                 return beside
         except ModelError:
             pass
-    cached = onnx_cache_dir() / f"{info.name}-{info.weights_sha256[:16]}{ONNX_SUFFIX}"
+    use = direction_use_digest(info.direction_use)
+    cached = onnx_cache_dir() / (f"{info.name}-{info.weights_sha256[:16]}"
+                                 + (f"-use-{use}" if use else "") + ONNX_SUFFIX)
     if not cached.is_file():
         export_onnx(model_path, cached)
     return cached

@@ -12,8 +12,56 @@ from kernelconv.modelfile import SUFFIX, ModelInfo, save_model, user_models_dir
 from kernelconv.training.checkpoint import latest_checkpoint, read_checkpoint, training_phases
 
 
+def parse_direction_use(specs: tuple[str, ...] | list[str], domains: list[str],
+                        sharpness: dict[str, float]) -> dict[str, str]:
+    """``--use-filter`` values -> a per-direction use map over ``domains``: SRC->TGT (or
+    SRC:TGT) routes that direction to the filter; ``sharpening`` / ``smoothing`` route every
+    such direction; every other direction uses the network. Empty specs: {}."""
+    from kernelconv.modelfile import direction_key, validate_direction_use
+
+    if not specs:
+        return {}
+    use = {direction_key(s, t): "network" for s in domains for t in domains if s != t}
+    for spec in specs:
+        word = spec.strip()
+        if word in ("sharpening", "smoothing"):
+            for s in domains:
+                for t in domains:
+                    if s != t and (sharpness[t] > sharpness[s]) == (word == "sharpening"):
+                        use[direction_key(s, t)] = "filter"
+            continue
+        src, sep, tgt = word.replace(":", "->", 1).partition("->")
+        key = direction_key(src.strip(), tgt.strip())
+        if not sep or key not in use:
+            raise InputError(f"--use-filter {spec}: expected SRC->TGT of two of the model's "
+                             f"kernels ({', '.join(domains)}), sharpening or smoothing")
+        use[key] = "filter"
+    return validate_direction_use(domains, use)
+
+
+def route_installed_model(path: Path, name: str, models_dir: Path | None,
+                          specs: tuple[str, ...]) -> Path:
+    """A copy of an installed model under ``name`` whose per-direction use is ``specs``: the
+    same weights (same checksum), another name and another direction map."""
+    from kernelconv.modelfile import load_model
+
+    info, state = load_model(path)
+    if name == info.name and (models_dir is None or models_dir.resolve() == path.parent.resolve()):
+        raise InputError(f"--name {name}: give the routed model another name than {path.name}")
+    use = parse_direction_use(specs, info.domains,
+                              domain_sharpness(info.domains, info.domain_sharpness))
+    info.provenance = {**info.provenance, "direction_use_from": info.model_id,
+                       "direction_use_set_with": "kernelconv export --use-filter "
+                       + " --use-filter ".join(specs)}
+    info.name, info.direction_use = name, use
+    out = (models_dir or user_models_dir()) / f"{name}{SUFFIX}"
+    save_model(out, info, state)
+    return out
+
+
 def export_model(source: Path, name: str, models_dir: Path | None = None,
-                 half: bool = False, extra_provenance: dict[str, Any] | None = None) -> Path:
+                 half: bool = False, extra_provenance: dict[str, Any] | None = None,
+                 use_filter: tuple[str, ...] = ()) -> Path:
     """Write NAME.safetensors from a run folder (its latest checkpoint) or a checkpoint file."""
     ckpt = latest_checkpoint(source) if source.is_dir() else source
     if ckpt is None or not ckpt.is_file():
@@ -52,7 +100,8 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     elif arch.get("output") == "filter_residual":  # the base filter travels with the model
         responses = responses_to_json({d: table[d] for d in domains if d in table})
     info = ModelInfo(name=name, domains=domains, arch_args=arch,
-                     domain_sharpness=sharp, provenance=provenance, kernel_responses=responses)
+                     domain_sharpness=sharp, provenance=provenance, kernel_responses=responses,
+                     direction_use=parse_direction_use(use_filter, domains, sharp))
     out = (models_dir or user_models_dir()) / f"{name}{SUFFIX}"
     save_model(out, info, weights)
     return out
