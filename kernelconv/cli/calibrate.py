@@ -99,10 +99,11 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
             raise UsageError("calibrate: give a PAIRS folder, at least one --pair SRC_DIR "
                              "REF_DIR, --qa QA_DIR or --unpaired ARCHIVE")
         pairs, notes = collect_pairs(list(pairs_dirs), list(explicit))
-        folders = [Path(f) for p in pairs for f in (p.source.folder, p.reference.folder)]
+        # resolved: a relative and an absolute folder (--pair a/ /abs/b/) share a root too
+        folders = [Path(f).resolve() for p in pairs
+                   for f in (p.source.folder, p.reference.folder)]
         root = Path(os.path.commonpath(folders)) if folders else None
-        t = new_table("kernelconv calibrate: pairs" + (f" (folders under {root})" if root
-                                                       else ""),
+        t = new_table("kernelconv calibrate: pairs",
                       ("kernels", "slices", "pixel mm", "matched by", "folders"),
                       wrap=("matched by", "folders"))
         for p in pairs:  # one folder per line, relative to what they share
@@ -110,6 +111,8 @@ def calibrate(pairs_dirs: tuple[Path, ...], explicit: tuple[tuple[Path, Path], .
                       p.matched_by, f"{short_path(p.source.folder, root)}\n"
                       f"{short_path(p.reference.folder, root)}")
         out.print(t)
+        if root is not None:  # not in the title: rich wraps a title to the table's width
+            out.print(f"folders under {root}", markup=False, soft_wrap=True)
         total = sum(len(p.slices) for p in pairs)
         with Progress(*progress_columns("slices"), console=err, transient=True) as prog:
             task = prog.add_task("fitting", total=total)
