@@ -692,6 +692,10 @@ def _run_planned(p: Planned, out: Path, options: ConvertOptions, lazy: _LazyEngi
             base.output = str(output_dir(out, s, options.target))
         return base
     engine = lazy.get()
+    if p.source_domain is not None and p.source_domain in engine.kernel_table:
+        what = describe_direction(engine, p.source_domain, options.target_domain
+                                  or options.target)
+        base.method = what if what != engine.description else ""
     if not out.exists():
         try:
             out.mkdir(parents=True)

@@ -117,3 +117,56 @@ def test_export_refuses_an_unknown_direction(routed: Path, tmp_path: Path,
                             "B30f->FC13", "--models-dir", str(tmp_path)], capsys)
     assert rc != 0 and "B30f->FC13" in out + err and "Traceback" not in out + err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_an_unlisted_direction_between_model_kernels_runs_the_network(tmp_path: Path) -> None:
+    from kernelconv.modelfile import load_model, save_model
+
+    info, state = load_model(resolve_model("resim-fr-v1"))
+    info.name, info.direction_use = "partial", {"B30f->B70f": "filter"}
+    path = save_model(tmp_path / "partial.safetensors", info, state).path
+    assert path is not None
+    engine = TorchEngine(path, device="cpu")
+    assert not engine.uses_network("B30f", "B70f")
+    assert engine.uses_network("B50f", "B70f")  # not in the map: the network, as documented
+
+
+def test_routed_uids_carry_the_filters_own_version(routed: Path) -> None:
+    engine = TorchEngine(routed, device="cpu")
+    assert engine.method_id.endswith(FilterEngine().algorithm_id)
+
+
+def test_export_refuses_a_route_the_filter_cannot_run(tmp_path: Path) -> None:
+    """A model whose kernels have no response anywhere (names the tables do not know)."""
+    from kernelconv.errors import InputError
+    from kernelconv.modelfile import load_model, save_model
+    from kernelconv.training.export import route_installed_model
+
+    info, state = load_model(resolve_model("sim-paired-v1"))
+    info.name, info.domains = "k", ["K1", "K2", "K3"]
+    info.domain_sharpness = {"K1": 1.0, "K2": 2.0, "K3": 3.0}
+    src = save_model(tmp_path / "k.safetensors", info, state).path
+    assert src is not None
+    with pytest.raises(InputError, match="no response for K1"):
+        route_installed_model(src, "k-routed", tmp_path, ("K1->K3",))
+    assert not (tmp_path / "k-routed.safetensors").exists()
+
+
+def test_a_refused_routed_series_still_says_what_ran(
+        routed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import kernelconv.pipeline as pipeline
+    from kernelconv.errors import KernelconvError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise KernelconvError("refused by the test")
+
+    monkeypatch.setattr(pipeline, "convert_series", refuse)
+    src = tmp_path / "in"
+    make_series(sorted(EXAMPLE.glob("IM*"))[0], src, 2, kernel="B30f")
+    rc, _, _ = run_cli(["convert", str(src), str(tmp_path / "out"), "--to", "B70f",
+                        "--model", str(routed)], capsys)
+    report = json.loads((tmp_path / "out" / "kernelconv-report.json").read_text())
+    (series,) = report["series"]
+    assert rc == 1 and series["status"] == "failed"
+    assert "runs the filter for B30f -> B70f" in series["method"]

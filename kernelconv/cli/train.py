@@ -221,6 +221,9 @@ def export(source: Path, name: str | None, models_dir: Path | None, half: bool,
         if name is None:
             raise UsageError("export --use-filter from an installed model: --name is required "
                              "(the routed copy's name)")
+        if half:
+            raise UsageError("export --use-filter from an installed model keeps its weights as "
+                             "they are: --half applies to a run or checkpoint only")
         path = route_installed_model(resolve_model(str(source)), name, models_dir, use_filter)
         out.print(f"model written: {path} (the weights of {source}, per-direction use set)")
     else:

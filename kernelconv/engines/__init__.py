@@ -91,10 +91,12 @@ class GeneratorEngine:
         #: filter run the noise-limited filter on the model's own kernel table instead. The
         #: map is not in the weights' checksum, so its digest is in the method id.
         self.direction_use = dict(info.direction_use)
-        digest = direction_use_digest(self.direction_use)
-        if digest:
-            self.method_id += f"+use-{digest}"
         self._route_filter: FilterEngine | None = None
+        digest = direction_use_digest(self.direction_use)
+        if digest:  # with the filter's own version: a changed filter gets other UIDs
+            self.method_id += f"+use-{digest}"
+            if "filter" in self.direction_use.values():
+                self.method_id += f"-{self.route_filter().algorithm_id}"
         output = info.arch_args.get("output", "direct")
         kind = ("GGCL StarGAN generator" if output == "direct" else
                 f"GGCL StarGAN generator, HU-preserving {output} variant (extension)")
@@ -142,17 +144,21 @@ class GeneratorEngine:
         use = self.direction_use.get(direction_key(source, target))
         if use is not None:
             return use == "network"
-        from kernelconv.kernel_response import sharpness_of
-
-        table = self.kernel_table.responses
-        rank = {k: sharpness_of(k, table=table) for k in (source, target)}
-        if rank[source] is None or rank[target] is None:
+        if source in self.domains:  # a direction the map does not name: the network
             return True
-        sharpening = rank[target] > rank[source]
+        from kernelconv.kernel_response import mtf_figures
+
+        # sharpening or smoothing, by MTF50 on the reference scanner: one scale for every
+        # response (built-in, calibrated, estimated), unlike the tables' sharpness ranks
+        table = self.kernel_table.responses
+        if source not in table or target not in table:
+            return True
+        mtf50 = {k: mtf_figures(v)[0] for k, v in table.items()
+                 if k in (source, target) or k in self.domains}
+        sharpening = mtf50[target] > mtf50[source]
         same_kind = [use for key, use in self.direction_use.items()
-                     if key.endswith(f"->{target}")
-                     and ((sharpness_of(key.split("->")[0], table=table) or 0.0)
-                          < rank[target]) == sharpening]
+                     if key.endswith(f"->{target}") and key.split("->")[0] in mtf50
+                     and (mtf50[target] > mtf50[key.split("->")[0]]) == sharpening]
         return all(use == "network" for use in same_kind)
 
     def route_filter(self) -> FilterEngine:
@@ -161,7 +167,9 @@ class GeneratorEngine:
         if self._route_filter is None:
             from kernelconv.engines.filter_engine import FilterEngine
 
-            self._route_filter = FilterEngine(self.kernel_table)
+            device = str(getattr(self, "device", "cpu"))  # the model's GPU, if it runs on one
+            self._route_filter = FilterEngine(
+                self.kernel_table, device=device if device.startswith("cuda") else "cpu")
         return self._route_filter
 
     def describe(self, source: str, target: str) -> str:

@@ -107,8 +107,9 @@ class FilterEngine:
         self.limits: list[dict[str, Any]] = []
         self.last_limit: dict[str, Any] | None = None
         version = "3-nl" if noise_limit else "1"
-        self.method_id = f"mtf-ratio-filter-{version}-l{soft_to_sharp_lambda:g}" + (
-            f"-{table_label}" if table_label else "")
+        #: the filter's algorithm and settings, without the table: changes when the filter does
+        self.algorithm_id = f"mtf-ratio-filter-{version}-l{soft_to_sharp_lambda:g}"
+        self.method_id = self.algorithm_id + (f"-{table_label}" if table_label else "")
         self.description = (f"classical MTF-ratio filter (Ohkubo et al. 2011), Wiener lambda "
                             f"{soft_to_sharp_lambda:g} for soft -> sharp"
                             + (", noise-limited per slice (extension)" if noise_limit else "")

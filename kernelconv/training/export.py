@@ -13,10 +13,12 @@ from kernelconv.training.checkpoint import latest_checkpoint, read_checkpoint, t
 
 
 def parse_direction_use(specs: tuple[str, ...] | list[str], domains: list[str],
-                        sharpness: dict[str, float]) -> dict[str, str]:
+                        sharpness: dict[str, float],
+                        responses: set[str] | None = None) -> dict[str, str]:
     """``--use-filter`` values -> a per-direction use map over ``domains``: SRC->TGT (or
     SRC:TGT) routes that direction to the filter; ``sharpening`` / ``smoothing`` route every
-    such direction; every other direction uses the network. Empty specs: {}."""
+    such direction; every other direction uses the network. Empty specs: {}. ``responses``:
+    the kernels the model's table has a response for; a routed direction needs both."""
     from kernelconv.modelfile import direction_key, validate_direction_use
 
     if not specs:
@@ -36,6 +38,12 @@ def parse_direction_use(specs: tuple[str, ...] | list[str], domains: list[str],
             raise InputError(f"--use-filter {spec}: expected SRC->TGT of two of the model's "
                              f"kernels ({', '.join(domains)}), sharpening or smoothing")
         use[key] = "filter"
+    if responses is not None:
+        for key, value in use.items():
+            missing = [k for k in key.split("->") if k not in responses]
+            if value == "filter" and missing:
+                raise InputError(f"--use-filter: {key} cannot run the filter: the model's "
+                                 f"kernel table has no response for {', '.join(missing)}")
     return validate_direction_use(domains, use)
 
 
@@ -45,11 +53,14 @@ def route_installed_model(path: Path, name: str, models_dir: Path | None,
     same weights (same checksum), another name and another direction map."""
     from kernelconv.modelfile import load_model
 
+    from kernelconv.engines import model_kernel_table
+
     info, state = load_model(path)
     if name == info.name and (models_dir is None or models_dir.resolve() == path.parent.resolve()):
         raise InputError(f"--name {name}: give the routed model another name than {path.name}")
     use = parse_direction_use(specs, info.domains,
-                              domain_sharpness(info.domains, info.domain_sharpness))
+                              domain_sharpness(info.domains, info.domain_sharpness),
+                              set(model_kernel_table(info).responses))
     info.provenance = {**info.provenance, "direction_use_from": info.model_id,
                        "direction_use_set_with": "kernelconv export --use-filter "
                        + " --use-filter ".join(specs)}
@@ -100,8 +111,12 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     elif arch.get("output") == "filter_residual":  # the base filter travels with the model
         responses = responses_to_json({d: table[d] for d in domains if d in table})
     info = ModelInfo(name=name, domains=domains, arch_args=arch,
-                     domain_sharpness=sharp, provenance=provenance, kernel_responses=responses,
-                     direction_use=parse_direction_use(use_filter, domains, sharp))
+                     domain_sharpness=sharp, provenance=provenance, kernel_responses=responses)
+    if use_filter:
+        from kernelconv.engines import model_kernel_table
+
+        info.direction_use = parse_direction_use(use_filter, domains, sharp,
+                                                 set(model_kernel_table(info).responses))
     out = (models_dir or user_models_dir()) / f"{name}{SUFFIX}"
     save_model(out, info, weights)
     return out
