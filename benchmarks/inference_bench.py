@@ -297,6 +297,8 @@ def main() -> None:
     ap.add_argument("--compile-backend", default="inductor")
     ap.add_argument("--cuda-graphs", action="store_true",
                     help="--net-sweep: also a captured CUDA graph (CUDA only)")
+    ap.add_argument("--baseline", help="another model NAME|PATH timed torch fp32 in the same "
+                    "run on the same slices (e.g. resim-fr-v1); every row gets its ratio")
     ap.add_argument("--json", help="write the figures to this JSON file")
     args = ap.parse_args()
 
@@ -354,6 +356,15 @@ def main() -> None:
         s_filter, y_filter = timed(lambda h: base.convert(h, src, dst), hu, args.batch_size)
         rows.append(("its base filter alone (numpy)", args.batch_size, s_filter, y_filter))
     rows.append(("torch fp32", args.batch_size, t, ref))
+    baseline_sec = None
+    if args.baseline:  # another model, same slices, same run: the ratio users compare
+        other = TorchEngine(resolve_model(args.baseline), args.device)
+        baseline_sec, y_base = timed(lambda h: other.convert(h, src, dst), hu, args.batch_size,
+                                     sync_dev)
+        rows.append((f"baseline {other.info.name} torch fp32", args.batch_size, baseline_sec,
+                     y_base))
+        result["baseline"] = {"id": other.info.model_id, "gflop_per_slice": conv_flops(
+            Generator(other.config), 512, 512) / 1e9}
     if dev.type == "cuda":
         for prec in ("bf16", "fp16"):
             eng = TorchEngine(model, args.device, prec)
@@ -408,7 +419,8 @@ def main() -> None:
 
     best_fp32 = min(r[2] for r in rows[1:] if r[0].startswith(("torch fp32", "onnx fp32")))
     print(f"\n{'path':44s} {'batch':>5s} {'s/slice':>8s} {'slices/s':>9s} {'vs row 1':>8s} "
-          f"{'vs best fp32':>12s} {'GFLOP/s':>8s} {'% peak':>6s}  accuracy vs torch fp32")
+          f"{'vs best fp32':>12s} {'GFLOP/s':>8s} {'% peak':>6s}  accuracy vs torch fp32"
+          + ("; speed vs baseline" if baseline_sec else ""))
     for name, batch, sec, y in rows:
         d = np.abs(y.astype(np.float64) - ref[: len(y)])
         acc = (f"mean |dHU| {d.mean():.3f}, max {d.max():.1f}" if trained else "n/a (random)")
@@ -416,13 +428,18 @@ def main() -> None:
             acc = "reference"
         rate = ("       -      -" if name.startswith("its base filter") else
                 f"{flops / sec / 1e9:8.1f} {flops / sec / 1e9 / peak:6.0%}")
+        if name.startswith("baseline"):
+            acc, rate = "(another model)", "       -      -"
+        vs_base = f"; {baseline_sec / sec:.2f}x" if baseline_sec else ""
         print(f"{name:44s} {batch:5d} {sec:8.3f} {1 / sec:9.3f} {rows[0][2] / sec:7.2f}x "
-              f"{best_fp32 / sec:11.2f}x {rate}  {acc}")
+              f"{best_fp32 / sec:11.2f}x {rate}  {acc}{vs_base}")
         row: dict[str, Any] = {"path": name, "batch": batch, "vs_row_1": rows[0][2] / sec,
                                **rate_fields(flops, sec, pk)}
-        if name.startswith("its base filter"):
+        if baseline_sec:
+            row["vs_baseline"] = baseline_sec / sec
+        if name.startswith(("its base filter", "baseline")):
             row = {k: v for k, v in row.items() if not k.startswith(("gflops", "frac"))}
-        if trained and "authors" not in name:
+        if trained and "authors" not in name and not name.startswith("baseline"):
             row.update(mean_abs_dhu=float(d.mean()), max_abs_dhu=float(d.max()))
         result.setdefault("rows", []).append(row)
     write_json(args.json, result)
