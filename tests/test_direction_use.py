@@ -170,3 +170,23 @@ def test_a_refused_routed_series_still_says_what_ran(
     (series,) = report["series"]
     assert rc == 1 and series["status"] == "failed"
     assert "runs the filter for B30f -> B70f" in series["method"]
+
+
+def test_the_bundled_default_is_resim_fr_v1_routed_by_measurement() -> None:
+    """The default since issue 27: resim-fr-v1's weights, its network sharp -> soft, the
+    noise-limited filter soft -> sharp (its card gives the measurement)."""
+    from kernelconv.modelfile import default_model_name
+
+    assert default_model_name() == "resim-fr-v1-routed"
+    info = read_info(resolve_model("resim-fr-v1-routed"))
+    assert info.weights_sha256 == read_info(resolve_model("resim-fr-v1")).weights_sha256
+    assert {k for k, v in info.direction_use.items() if v == "filter"} == {
+        "B30f->B50f", "B30f->B70f", "B50f->B70f"}
+    hu = slices()
+    engine = TorchEngine(resolve_model("resim-fr-v1-routed"), device="cpu")
+    plain = TorchEngine(resolve_model("resim-fr-v1"), device="cpu")
+    np.testing.assert_array_equal(engine.convert(hu, "B50f", "B30f", 0.7),
+                                  plain.convert(hu, "B50f", "B30f", 0.7))
+    np.testing.assert_array_equal(engine.convert(hu, "B50f", "B70f", 0.7),
+                                  FilterEngine(engine.kernel_table).convert(hu, "B50f", "B70f",
+                                                                            0.7))
