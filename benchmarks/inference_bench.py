@@ -297,6 +297,8 @@ def main() -> None:
     ap.add_argument("--compile-backend", default="inductor")
     ap.add_argument("--cuda-graphs", action="store_true",
                     help="--net-sweep: also a captured CUDA graph (CUDA only)")
+    ap.add_argument("--direction", default="", metavar="SRC:TGT",
+                    help="the direction timed (default: the sharpest kernel to the softest)")
     ap.add_argument("--baseline", help="another model NAME|PATH timed torch fp32 in the same "
                     "run on the same slices (e.g. resim-fr-v1); every row gets its ratio")
     ap.add_argument("--json", help="write the figures to this JSON file")
@@ -320,6 +322,10 @@ def main() -> None:
 
     domains = list(engine.domains)
     src, dst = domains[-1], domains[0]  # sharpest -> softest
+    if args.direction:
+        src, _, dst = args.direction.partition(":")
+        if src not in domains or dst not in domains or src == dst:
+            ap.error(f"--direction {args.direction}: two of {', '.join(domains)}")
     target = domains.index(dst)
     flops = conv_flops(Generator(engine.config), 512, 512)  # architecture only, on the CPU
     result["model"] = {"id": engine.info.model_id, "trained": trained, "source": src,
@@ -355,6 +361,14 @@ def main() -> None:
         base = engine.base_filter
         s_filter, y_filter = timed(lambda h: base.convert(h, src, dst), hu, args.batch_size)
         rows.append(("its base filter alone (numpy)", args.batch_size, s_filter, y_filter))
+        from kernelconv.engines.filter_engine import FilterEngine
+
+        limited = FilterEngine(engine.kernel_table)  # what --method filter runs: noise-limited
+        s_lim, y_lim = timed(lambda h: limited.convert(h, src, dst), hu, args.batch_size)
+        rows.append(("the filter, noise-limited (--method filter)", args.batch_size, s_lim,
+                     y_lim))
+    if getattr(engine, "direction_use", None) and not engine.uses_network(src, dst):
+        print(f"{src} -> {dst}: the model's direction map runs the filter here, not its network")
     rows.append(("torch fp32", args.batch_size, t, ref))
     baseline_sec = None
     if args.baseline:  # another model, same slices, same run: the ratio users compare
@@ -426,7 +440,7 @@ def main() -> None:
         acc = (f"mean |dHU| {d.mean():.3f}, max {d.max():.1f}" if trained else "n/a (random)")
         if "authors" in name:
             acc = "reference"
-        rate = ("       -      -" if name.startswith("its base filter") else
+        rate = ("       -      -" if name.startswith(("its base filter", "the filter")) else
                 f"{flops / sec / 1e9:8.1f} {flops / sec / 1e9 / peak:6.0%}")
         if name.startswith("baseline"):
             acc, rate = "(another model)", "       -      -"
@@ -437,7 +451,7 @@ def main() -> None:
                                **rate_fields(flops, sec, pk)}
         if baseline_sec:
             row["vs_baseline"] = baseline_sec / sec
-        if name.startswith(("its base filter", "baseline")):
+        if name.startswith(("its base filter", "the filter", "baseline")):
             row = {k: v for k, v in row.items() if not k.startswith(("gflops", "frac"))}
         if trained and "authors" not in name and not name.startswith("baseline"):
             row.update(mean_abs_dhu=float(d.mean()), max_abs_dhu=float(d.max()))

@@ -29,8 +29,13 @@ from kernelconv import __version__
 from kernelconv.engines import GeneratorEngine, one_hot
 from kernelconv.errors import ModelError, UsageError
 from kernelconv.fileio import atomic_path
-from kernelconv.modelfile import (ModelInfo, direction_use_digest, info_from_metadata, load_model,
-                                  read_info)
+from kernelconv.modelfile import (
+    ModelInfo,
+    direction_use_digest,
+    info_from_metadata,
+    load_model,
+    read_info,
+)
 
 OPSET = 18
 META_KEY = "kernelconv"

@@ -51,9 +51,8 @@ def route_installed_model(path: Path, name: str, models_dir: Path | None,
                           specs: tuple[str, ...]) -> Path:
     """A copy of an installed model under ``name`` whose per-direction use is ``specs``: the
     same weights (same checksum), another name and another direction map."""
-    from kernelconv.modelfile import load_model
-
     from kernelconv.engines import model_kernel_table
+    from kernelconv.modelfile import load_model
 
     info, state = load_model(path)
     if name == info.name and (models_dir is None or models_dir.resolve() == path.parent.resolve()):
