@@ -367,8 +367,10 @@ def main() -> None:
         s_lim, y_lim = timed(lambda h: limited.convert(h, src, dst), hu, args.batch_size)
         rows.append(("the filter, noise-limited (--method filter)", args.batch_size, s_lim,
                      y_lim))
-    if getattr(engine, "direction_use", None) and not engine.uses_network(src, dst):
+    routed = bool(getattr(engine, "direction_use", None)) and not engine.uses_network(src, dst)
+    if routed:  # no network runs: GFLOP/s and % of peak would be meaningless
         print(f"{src} -> {dst}: the model's direction map runs the filter here, not its network")
+    result["model"]["routed_to_filter"] = routed
     rows.append(("torch fp32", args.batch_size, t, ref))
     baseline_sec = None
     if args.baseline:  # another model, same slices, same run: the ratio users compare
@@ -440,7 +442,8 @@ def main() -> None:
         acc = (f"mean |dHU| {d.mean():.3f}, max {d.max():.1f}" if trained else "n/a (random)")
         if "authors" in name:
             acc = "reference"
-        rate = ("       -      -" if name.startswith(("its base filter", "the filter")) else
+        rate = ("       -      -" if routed or name.startswith(("its base filter", "the filter"))
+                else
                 f"{flops / sec / 1e9:8.1f} {flops / sec / 1e9 / peak:6.0%}")
         if name.startswith("baseline"):
             acc, rate = "(another model)", "       -      -"
@@ -451,7 +454,7 @@ def main() -> None:
                                **rate_fields(flops, sec, pk)}
         if baseline_sec:
             row["vs_baseline"] = baseline_sec / sec
-        if name.startswith(("its base filter", "the filter", "baseline")):
+        if routed or name.startswith(("its base filter", "the filter", "baseline")):
             row = {k: v for k, v in row.items() if not k.startswith(("gflops", "frac"))}
         if trained and "authors" not in name and not name.startswith("baseline"):
             row.update(mean_abs_dhu=float(d.mean()), max_abs_dhu=float(d.max()))
