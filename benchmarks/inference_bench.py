@@ -361,9 +361,7 @@ def main() -> None:
         base = engine.base_filter
         s_filter, y_filter = timed(lambda h: base.convert(h, src, dst), hu, args.batch_size)
         rows.append(("its base filter alone (numpy)", args.batch_size, s_filter, y_filter))
-        from kernelconv.engines.filter_engine import FilterEngine
-
-        limited = FilterEngine(engine.kernel_table)  # what --method filter runs: noise-limited
+        limited = engine.route_filter()  # what --method filter runs: noise-limited
         s_lim, y_lim = timed(lambda h: limited.convert(h, src, dst), hu, args.batch_size)
         rows.append(("the filter, noise-limited (--method filter)", args.batch_size, s_lim,
                      y_lim))
@@ -442,11 +440,12 @@ def main() -> None:
         acc = (f"mean |dHU| {d.mean():.3f}, max {d.max():.1f}" if trained else "n/a (random)")
         if "authors" in name:
             acc = "reference"
-        rate = ("       -      -" if routed or name.startswith(("its base filter", "the filter"))
-                else
+        # no GFLOP/s where this model's network does not run
+        no_rate = routed or name.startswith(("its base filter", "the filter", "baseline"))
+        rate = ("       -      -" if no_rate else
                 f"{flops / sec / 1e9:8.1f} {flops / sec / 1e9 / peak:6.0%}")
         if name.startswith("baseline"):
-            acc, rate = "(another model)", "       -      -"
+            acc = "(another model)"
         vs_base = f"; {baseline_sec / sec:.2f}x" if baseline_sec else ""
         print(f"{name:44s} {batch:5d} {sec:8.3f} {1 / sec:9.3f} {rows[0][2] / sec:7.2f}x "
               f"{best_fp32 / sec:11.2f}x {rate}  {acc}{vs_base}")
@@ -454,7 +453,7 @@ def main() -> None:
                                **rate_fields(flops, sec, pk)}
         if baseline_sec:
             row["vs_baseline"] = baseline_sec / sec
-        if routed or name.startswith(("its base filter", "the filter", "baseline")):
+        if no_rate:
             row = {k: v for k, v in row.items() if not k.startswith(("gflops", "frac"))}
         if trained and "authors" not in name and not name.startswith("baseline"):
             row.update(mean_abs_dhu=float(d.mean()), max_abs_dhu=float(d.max()))

@@ -450,10 +450,10 @@ def convert_series(
         engine.add_kernel(dataclasses.replace(fp.response, name=source_domain))
         note = (f"; the source kernel's response was estimated from the images (MTF50 "
                 f"{fp.mtf50:.1f} lp/cm, uncertainty {fp.uncertainty:.0%})")
+    method = describe_direction(engine, source_domain, target)
     derivation = Derivation(
         source_kernel=kernel or "unnamed",
-        target_kernel=label, method=describe_direction(engine, source_domain, target) + note,
-        method_id=engine.method_id,
+        target_kernel=label, method=method + note, method_id=engine.method_id,
         smoothing=_sharpness(engine, target) < _sharpness(engine, source_domain),
         series_number_offset=options.series_number_offset,
         source_domain=source_domain, target_domain=target,
@@ -467,8 +467,7 @@ def convert_series(
         images=series.n_images, status="converted", output=str(final), warnings=list(series.warnings),
         source_domain=source_domain, target_domain=target,
     )
-    if describe_direction(engine, source_domain, target) != engine.description:
-        result.method = describe_direction(engine, source_domain, target)
+    result.method = _series_method(method, engine)
     if fp is not None:
         result.warnings.append(f"kernel {kernel or '(none)'} estimated from the images: "
                                f"{fp.summary()}")
@@ -692,10 +691,9 @@ def _run_planned(p: Planned, out: Path, options: ConvertOptions, lazy: _LazyEngi
             base.output = str(output_dir(out, s, options.target))
         return base
     engine = lazy.get()
-    if p.source_domain is not None and p.source_domain in engine.kernel_table:
-        what = describe_direction(engine, p.source_domain, options.target_domain
-                                  or options.target)
-        base.method = what if what != engine.description else ""
+    if p.source_domain is not None:
+        base.method = _series_method(describe_direction(
+            engine, p.source_domain, options.target_domain or options.target), engine)
     if not out.exists():
         try:
             out.mkdir(parents=True)
@@ -728,6 +726,12 @@ def _run_planned(p: Planned, out: Path, options: ConvertOptions, lazy: _LazyEngi
         if progress:
             progress.finish(token)
     return base
+
+
+def _series_method(method: str, engine: Engine) -> str:
+    """A series' report ``method``: what converted it where that is not the run's method (a
+    model running its filter in this direction), else empty."""
+    return "" if method == engine.description else method
 
 
 class _LazyEngine:

@@ -12,17 +12,18 @@ from kernelconv.modelfile import SUFFIX, ModelInfo, save_model, user_models_dir
 from kernelconv.training.checkpoint import latest_checkpoint, read_checkpoint, training_phases
 
 
-def parse_direction_use(specs: tuple[str, ...] | list[str], domains: list[str],
-                        sharpness: dict[str, float],
-                        responses: set[str] | None = None) -> dict[str, str]:
-    """``--use-filter`` values -> a per-direction use map over ``domains``: SRC->TGT (or
-    SRC:TGT) routes that direction to the filter; ``sharpening`` / ``smoothing`` route every
-    such direction; every other direction uses the network. Empty specs: {}. ``responses``:
-    the kernels the model's table has a response for; a routed direction needs both."""
+def parse_direction_use(specs: tuple[str, ...] | list[str], info: ModelInfo) -> dict[str, str]:
+    """``--use-filter`` values -> a per-direction use map over the model's domains: SRC->TGT
+    (or SRC:TGT) routes that direction to the filter; ``sharpening`` / ``smoothing`` route
+    every such direction; every other direction uses the network. Empty specs: {}. A routed
+    direction needs a response for both kernels in the model's kernel table."""
+    from kernelconv.engines import model_kernel_table
     from kernelconv.modelfile import direction_key, validate_direction_use
 
     if not specs:
         return {}
+    domains = info.domains
+    sharpness = domain_sharpness(domains, info.domain_sharpness)
     use = {direction_key(s, t): "network" for s in domains for t in domains if s != t}
     for spec in specs:
         word = spec.strip()
@@ -38,12 +39,12 @@ def parse_direction_use(specs: tuple[str, ...] | list[str], domains: list[str],
             raise InputError(f"--use-filter {spec}: expected SRC->TGT of two of the model's "
                              f"kernels ({', '.join(domains)}), sharpening or smoothing")
         use[key] = "filter"
-    if responses is not None:
-        for key, value in use.items():
-            missing = [k for k in key.split("->") if k not in responses]
-            if value == "filter" and missing:
-                raise InputError(f"--use-filter: {key} cannot run the filter: the model's "
-                                 f"kernel table has no response for {', '.join(missing)}")
+    responses = model_kernel_table(info).responses
+    for key, value in use.items():
+        missing = [k for k in key.split("->") if k not in responses]
+        if value == "filter" and missing:
+            raise InputError(f"--use-filter: {key} cannot run the filter: the model's "
+                             f"kernel table has no response for {', '.join(missing)}")
     return validate_direction_use(domains, use)
 
 
@@ -51,15 +52,12 @@ def route_installed_model(path: Path, name: str, models_dir: Path | None,
                           specs: tuple[str, ...]) -> Path:
     """A copy of an installed model under ``name`` whose per-direction use is ``specs``: the
     same weights (same checksum), another name and another direction map."""
-    from kernelconv.engines import model_kernel_table
     from kernelconv.modelfile import load_model
 
     info, state = load_model(path)
     if name == info.name and (models_dir is None or models_dir.resolve() == path.parent.resolve()):
         raise InputError(f"--name {name}: give the routed model another name than {path.name}")
-    use = parse_direction_use(specs, info.domains,
-                              domain_sharpness(info.domains, info.domain_sharpness),
-                              set(model_kernel_table(info).responses))
+    use = parse_direction_use(specs, info)
     info.provenance = {**info.provenance, "direction_use_from": info.model_id,
                        "direction_use_set_with": "kernelconv export --use-filter "
                        + " --use-filter ".join(specs)}
@@ -111,11 +109,7 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
         responses = responses_to_json({d: table[d] for d in domains if d in table})
     info = ModelInfo(name=name, domains=domains, arch_args=arch,
                      domain_sharpness=sharp, provenance=provenance, kernel_responses=responses)
-    if use_filter:
-        from kernelconv.engines import model_kernel_table
-
-        info.direction_use = parse_direction_use(use_filter, domains, sharp,
-                                                 set(model_kernel_table(info).responses))
+    info.direction_use = parse_direction_use(use_filter, info)
     out = (models_dir or user_models_dir()) / f"{name}{SUFFIX}"
     save_model(out, info, weights)
     return out
