@@ -81,6 +81,23 @@ def probe_output(path: Path, what: str, folder: bool) -> None:
     if not folder and path.is_dir():
         raise OutputError(f"{what} {path}: is a folder, not a file")
     holder = path if folder else path.parent
+    # other processes may probe the same place at once (torchrun ranks): a folder one of them
+    # creates is not an error here, and one it removes again before our probe is written is
+    # created anew (a few tries)
+    for attempt in range(PROBE_TRIES):
+        try:
+            _probe_once(path, holder, what)
+            return
+        except FileNotFoundError:
+            if attempt == PROBE_TRIES - 1:
+                raise OutputError(f"{what} {path}: cannot write (its folder keeps "
+                                  "disappearing)") from None
+
+
+PROBE_TRIES = 5
+
+
+def _probe_once(path: Path, holder: Path, what: str) -> None:
     missing = []
     for parent in (holder, *holder.parents):
         if parent.is_dir():
@@ -90,13 +107,21 @@ def probe_output(path: Path, what: str, folder: bool) -> None:
         missing.append(parent)
     created: list[Path] = []
     try:
-        with output_errors(path, what):
+        try:
             for d in reversed(missing):
-                d.mkdir()
-                created.append(d)
+                try:
+                    d.mkdir()
+                    created.append(d)
+                except FileExistsError:
+                    if not d.is_dir():
+                        raise OutputError(f"{what} {path}: {d} is not a folder") from None
             probe = part_path(holder / ".kernelconv-probe")
             probe.write_bytes(b"")
             probe.unlink()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"{what} {path}: cannot write ({_reason(exc)})") from None
     finally:
         for d in reversed(created):
             with contextlib.suppress(OSError):

@@ -694,9 +694,9 @@ def _run_planned(p: Planned, out: Path, options: ConvertOptions, lazy: _LazyEngi
     if p.source_domain is not None:
         base.method = _series_method(describe_direction(
             engine, p.source_domain, options.target_domain or options.target), engine)
-    if not out.exists():
-        try:
-            out.mkdir(parents=True)
+    if not out.is_dir():
+        try:  # exist_ok: another rank of a torchrun may create it at the same moment
+            out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{out}: cannot create output folder ({exc.strerror})") from None
     token = progress.start(s.label(), s.n_images) if progress else None

@@ -94,7 +94,8 @@ def test_torchrun_ranks_convert_disjoint_shares(tmp_path: Path, tiny_model: Path
          "convert", str(tmp_path / "in"), str(tmp_path / "out"), "--to", "B30f",
          "--model", str(tiny_model)],
         capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # the ranks' own one-line errors come first, torch's launcher traceback last
+    assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[:3000]
     reports = [json.loads((tmp_path / "out" / f"kernelconv-report.rank{r}.json").read_text())
                for r in range(2)]
     converted = [[s["series_uid"] for s in rep["series"] if s["status"] == "converted"]
@@ -104,6 +105,47 @@ def test_torchrun_ranks_convert_disjoint_shares(tmp_path: Path, tiny_model: Path
     assert len(output_series_dirs(tmp_path / "out")) == 2
     for ds in read_all(tmp_path / "out"):
         assert isinstance(ds, pydicom.Dataset) and ds.ConvolutionKernel == "B30f"
+
+
+def test_output_probe_tolerates_another_rank_creating_and_removing_the_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchrun ranks probe OUT at the same moment: one rank's mkdir finding the folder made by
+    the other, or the other removing its probe folder again, is not an output error (CI saw
+    rank 0 exit 5 this way)."""
+    from kernelconv import fileio
+
+    out = tmp_path / "out" / "deeper"
+    real_mkdir = Path.mkdir
+    raced = {"created": 0, "removed": 0}
+
+    def racing_mkdir(self: Path, *args, **kwargs) -> None:
+        if self == out and not raced["created"]:
+            raced["created"] += 1
+            real_mkdir(self)  # the other rank got there first: ours raises FileExistsError
+        real_mkdir(self, *args, **kwargs)
+
+    real_write = Path.write_bytes
+
+    def racing_write(self: Path, data: bytes) -> int:
+        if self.parent == out and not raced["removed"]:
+            raced["removed"] += 1
+            out.rmdir()  # the other rank removes the folder it created before our probe lands
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    monkeypatch.setattr(Path, "write_bytes", racing_write)
+    fileio.probe_output(out, "OUT", folder=True)
+    assert raced == {"created": 1, "removed": 1}
+    assert not any(p.name.startswith(".kernelconv-probe") for p in tmp_path.rglob("*"))
+
+
+def test_output_probe_still_refuses_a_file_in_the_way(tmp_path: Path) -> None:
+    from kernelconv.errors import OutputError
+    from kernelconv.fileio import probe_output
+
+    (tmp_path / "a").write_text("not a folder")
+    with pytest.raises(OutputError, match="is not a folder"):
+        probe_output(tmp_path / "a" / "b", "OUT", folder=True)
 
 
 class ConstantEngine(IdentityEngine):
