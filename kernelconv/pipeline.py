@@ -42,7 +42,7 @@ from kernelconv.dicom.derived import (
 )
 from kernelconv.dicom.discovery import Discovery, Series, discover
 from kernelconv.dicom.paths import file_names, is_within, series_dir
-from kernelconv.engines import Engine, describe_direction
+from kernelconv.engines import Engine, describe_direction, direction_method_id
 from kernelconv.errors import (
     InputError,
     KernelconvError,
@@ -453,7 +453,8 @@ def convert_series(
     method = describe_direction(engine, source_domain, target)
     derivation = Derivation(
         source_kernel=kernel or "unnamed",
-        target_kernel=label, method=method + note, method_id=engine.method_id,
+        target_kernel=label, method=method + note,
+        method_id=direction_method_id(engine, source_domain, target),
         smoothing=_sharpness(engine, target) < _sharpness(engine, source_domain),
         series_number_offset=options.series_number_offset,
         source_domain=source_domain, target_domain=target,

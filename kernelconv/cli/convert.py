@@ -134,6 +134,8 @@ def print_summary(report: Any, dry_run: bool, root: Path | None = None) -> None:
         note = r.reason or "; ".join(r.warnings)
         if r.status == "converted" and r.hu_check:
             note = "; ".join(filter(None, [_check_note(r.hu_check), note]))
+        if r.status in ("converted", "planned") and r.method:
+            note = "; ".join(filter(None, [_method_note(r.method), note]))
         table.add_row(label, r.source_kernel or "?", r.target_kernel, str(r.images),
                       f"[{style.get(r.status, '')}]{r.status}[/]", f"{r.seconds:.1f}", note)
     out.print(table)
@@ -157,6 +159,16 @@ def series_labels(results: Sequence[Any], root: Path | None = None) -> list[str]
                                             if r.series_number is not None else "")
               for r in results]
     return unique_labels(labels, [r.series_uid for r in results])
+
+
+def _method_note(method: str) -> str:
+    """A series converted otherwise than the run's method (a model running its filter in
+    this direction), in a few words."""
+    if "has no" in method and "label" in method:
+        return "the model's filter (no network label for the target)"
+    if "runs the filter" in method:
+        return "the model's filter (measured better here)"
+    return "converted by: " + method[:60]
 
 
 def _check_note(check: dict[str, Any]) -> str:

@@ -53,6 +53,24 @@ class Engine(Protocol):
         ...
 
 
+def direction_method_id(engine: Engine, source: str, target: str) -> str:
+    """The method id for the UIDs of ``source`` -> ``target``: the engine's ``method_id``, or
+    what a model runs in that direction instead (its filter, with the filter's version)."""
+    for_direction = getattr(engine, "method_id_for", None)
+    return for_direction(source, target) if callable(for_direction) else engine.method_id
+
+
+def model_kernels(info: ModelInfo) -> tuple[str, ...]:
+    """Every kernel a model converts between: its network's labels first, then (extension)
+    the other kernels of its kernel table (built-in vendor kernels, a calibration it
+    carries), which it converts with its filter where the network has no label. A model whose
+    stored responses are learnt windows (only their ratios mean anything) keeps its labels."""
+    table = model_kernel_table(info)
+    if not table.descriptive:
+        return tuple(info.domains)
+    return tuple(info.domains) + tuple(k for k in table.responses if k not in info.domains)
+
+
 def describe_direction(engine: Engine, source: str, target: str) -> str:
     """What converts ``source`` -> ``target``: the engine's ``describe`` where it has one (a
     model that runs its filter in some directions), else its ``description``."""
@@ -79,10 +97,11 @@ class GeneratorEngine:
         self.multiple = multiple
         #: HU-preserving variants (extension): the classical filter the network corrects
         self.base_filter = base_filter_for(info)
-        #: the base filter's table; a direct generator's kernels are described by the
-        #: responses stored in the model file, else the built-in table
-        self.kernel_table = self.base_filter.kernels if self.base_filter is not None \
-            else model_kernel_table(info)
+        #: the kernels the model converts with: the responses stored in the model file over
+        #: the built-in table. The HU check, the base filter's other sources and the route
+        #: filter (targets the network has no label for) all take them from here.
+        self.kernel_table = model_kernel_table(info)
+        #: the network's labels, in label order
         self.domains = tuple(info.domains)
         self.domain_sharpness = domain_sharpness(self.domains, info.domain_sharpness)
         # another backend's results differ by a fraction of an HU: its derived UIDs must too
@@ -111,11 +130,8 @@ class GeneratorEngine:
 
         if self.base_filter is not None:
             self.base_filter.add_kernel(response)
-            self.kernel_table = self.base_filter.kernels
-        else:
-            self.kernel_table = dataclasses.replace(
-                self.kernel_table,
-                responses={**self.kernel_table.responses, response.name: response})
+        self.kernel_table = dataclasses.replace(
+            self.kernel_table, responses={**self.kernel_table.responses, response.name: response})
         if self._route_filter is not None:
             self._route_filter.add_kernel(response)
 
@@ -139,6 +155,8 @@ class GeneratorEngine:
         network only where every listed direction into ``target`` of the same kind
         (sharpening or smoothing) uses it: the cautious reading of a measurement made on
         other kernels."""
+        if target not in self.domains:  # no label for it: only the filter can convert
+            return False
         if not self.direction_use or source == target:
             return True
         use = self.direction_use.get(direction_key(source, target))
@@ -175,9 +193,20 @@ class GeneratorEngine:
     def describe(self, source: str, target: str) -> str:
         if self.uses_network(source, target):
             return self.description
+        why = (f"its network has no {target} label (extension)" if target not in self.domains
+               else "where its network did not beat it (measured, extension)")
         return (f"{self.route_filter().description}; model {self.info.model_id} runs the filter "
-                f"for {source} -> {target}, where its network did not beat it (measured, "
-                "extension)")
+                f"for {source} -> {target}, {why}")
+
+    def method_id_for(self, source: str, target: str) -> str:
+        """The method id for the UIDs of ``source`` -> ``target``: ``method_id``, plus the
+        route filter's version where the filter runs and ``method_id`` does not already
+        hold it (a target outside the network's labels)."""
+        if self.uses_network(source, target):
+            return self.method_id
+        algorithm = self.route_filter().algorithm_id
+        return self.method_id if self.method_id.endswith(algorithm) else \
+            f"{self.method_id}+{algorithm}"
 
     def convert(self, hu: np.ndarray, source: str, target: str,
                 pixel_mm: float = REFERENCE_PIXEL_MM) -> np.ndarray:
@@ -185,10 +214,11 @@ class GeneratorEngine:
         from kernelconv.errors import KernelconvError
         from kernelconv.hu import network_input, unit_to_hu
 
-        if target not in self.domains:
+        table = self.kernel_table.responses
+        if target not in self.domains and (target not in table or not self.kernel_table.descriptive):
             raise KernelconvError(f"target kernel {target} is not one of {self.domains}")
         if not self.uses_network(source, target):
-            if source not in self.kernel_table.responses:
+            if source not in table:
                 raise KernelconvError(f"source kernel {source} has no response in the "
                                       "model's kernel table")
             return self.route_filter().convert(hu, source, target, pixel_mm)
@@ -196,6 +226,8 @@ class GeneratorEngine:
         unit, (rows, cols) = network_input(hu, lo, hi, self.multiple)
         base = None
         if self.base_filter is not None:
+            if source not in self.base_filter.domains and source in table:
+                self.base_filter.add_kernel(table[source])  # a vendor kernel of the table
             if source not in self.base_filter.domains:
                 raise KernelconvError(f"source kernel {source} has no response for the "
                                       "model's base filter")

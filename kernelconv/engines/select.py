@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kernelconv.engines import Engine
+from kernelconv.engines import Engine, model_kernels
 from kernelconv.errors import ModelError, UsageError
 from kernelconv.modelfile import ModelInfo
 
@@ -96,9 +96,9 @@ def select_engine(spec: EngineSpec, notice: Callable[[str], None] = lambda m: No
                 raise ModelError(f"{onnx_path}: exported from other weights than {path}")
         return SelectedEngine(
             lambda: OnnxEngine(path, spec.device, spec.precision, info, onnx_path),
-            tuple(info.domains), f"the model {info.name}", info, path)
+            model_kernels(info), f"the model {info.name}", info, path)
     from kernelconv.engines.torch_engine import TorchEngine
 
     info = read_info(path)
     return SelectedEngine(lambda: TorchEngine(path, spec.device, spec.precision),
-                          tuple(info.domains), f"the model {info.name}", info, path)
+                          model_kernels(info), f"the model {info.name}", info, path)
