@@ -245,13 +245,23 @@ ORACLE = "oracle: calibrate on the test part"
 
 
 def evaluate_pair(pair: Pair, work: Path, unpaired: bool,
-                  models: tuple[str, ...] = ()) -> dict[str, Any]:
+                  models: tuple[str, ...] = (),
+                  trained_on: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     """Every method on every part of one pair, both directions; ``models``: more models
-    (NAME|PATH), each scored as "model NAME" beside the default."""
+    (NAME|PATH), each scored as "model NAME" beside the default; ``trained_on``: (PART, model)
+    for a model fitted on one part of this pair (a site fine-tune), scored on the other parts
+    only, as "model NAME (trained on PART)"."""
     builtin_filter = select_engine(EngineSpec(method="filter"))
     model = select_engine(EngineSpec(device="cpu"))
     extra = {f"model {Path(m).name.removesuffix('.safetensors')}":
              select_engine(EngineSpec(model=m, device="cpu")) for m in models}
+    excluded: dict[str, str] = {}  # row name -> the part it was trained on
+    for part, m in trained_on:
+        if part not in [p.name for p in pair.parts]:
+            continue  # a model of another pair
+        name = f"model {Path(m).name.removesuffix('.safetensors')} (trained on {part})"
+        extra[name] = select_engine(EngineSpec(model=m, device="cpu"))
+        excluded[name] = part
     engines: dict[int, Any] = {}
     rows: dict[str, dict[str, Row]] = {m: defaultdict(Row) for m in [*METHODS, *extra]}
     sharp, soft = pair.kernels
@@ -276,6 +286,8 @@ def evaluate_pair(pair: Pair, work: Path, unpaired: bool,
             ref, px, _ = read_series(test.folders[dst])
             x, _, _ = read_series(test.folders[src])
             for name, sel in selected.items():
+                if excluded.get(name) == test.name:
+                    continue  # its training slices: never scored
                 row = rows[name][direction]
                 if isinstance(sel, str):
                     row.reasons.append(f"{test.name}: {sel}")
@@ -348,6 +360,10 @@ def main() -> None:
     ap.add_argument("--siemens", type=Path, help="the Siemens chest pair (B40f/, B70f/)")
     ap.add_argument("--model", action="append", default=[],
                     help="another model NAME|PATH to score beside the default (repeatable)")
+    ap.add_argument("--model-trained-on", nargs=2, action="append", default=[],
+                    metavar=("PART", "MODEL"),
+                    help="a model fitted on one part of a pair (e.g. 'first half' of the "
+                         "Siemens chest, 'phantom1'): scored on the other parts only")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args()
@@ -366,8 +382,9 @@ def main() -> None:
                                      f"patient, SOMATOM Sensation 10, {n} slices of 8 mm, "
                                      "0.646 mm, split into halves"))
         for k, pair in enumerate(pairs):
-            results[pair.name] = evaluate_pair(pair, work / f"pair{k}", unpaired,
-                                               tuple(args.model))
+            results[pair.name] = evaluate_pair(
+                pair, work / f"pair{k}", unpaired, tuple(args.model),
+                tuple((part, m) for part, m in args.model_trained_on))
             if args.json:  # as soon as it is measured
                 args.json.write_text(json.dumps(results, indent=1, default=float) + "\n")
             lines += pair_markdown(pair, results[pair.name])

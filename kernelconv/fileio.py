@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +24,24 @@ from kernelconv.errors import OutputError, UsageError
 PART_SUFFIX = ".part"
 
 
+_HOST = socket.gethostname().split(".")[0] or "host"
+
+
 def part_path(path: Path) -> Path:
-    """The temporary sibling used while ``path`` is being written (unique per thread)."""
-    return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}{PART_SUFFIX}")
+    """The temporary sibling used while ``path`` is being written (unique per thread, and
+    per machine: ranks on several nodes may write into one shared folder)."""
+    return path.with_name(f"{path.name}.{_HOST}-{os.getpid()}-{threading.get_ident()}"
+                          f"{PART_SUFFIX}")
+
+
+def _kind(path: Path) -> str | None:
+    """"dir", "other" (a file, a device...) or None (nothing there), from one stat call: the
+    answer cannot mix two moments of a folder another process creates or removes."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return "dir" if stat.S_ISDIR(mode) else "other"
 
 
 @contextlib.contextmanager
@@ -76,9 +93,9 @@ def probe_output(path: Path, what: str, folder: bool) -> None:
     written, so that an unusable location fails at once (OutputError, exit 5) rather than after
     hours of work. Creates the missing folders and a temporary file in the one that would hold
     the output, then removes everything it created: the location is left as it was."""
-    if folder and path.exists() and not path.is_dir():
+    if folder and _kind(path) == "other":
         raise OutputError(f"{what} {path}: exists and is not a folder")
-    if not folder and path.is_dir():
+    if not folder and _kind(path) == "dir":
         raise OutputError(f"{what} {path}: is a folder, not a file")
     holder = path if folder else path.parent
     # other processes may probe the same place at once (torchrun ranks): a folder one of them
@@ -100,9 +117,10 @@ PROBE_TRIES = 5
 def _probe_once(path: Path, holder: Path, what: str) -> None:
     missing = []
     for parent in (holder, *holder.parents):
-        if parent.is_dir():
+        kind = _kind(parent)
+        if kind == "dir":
             break
-        if parent.exists():
+        if kind == "other":
             raise OutputError(f"{what} {path}: {parent} is not a folder")
         missing.append(parent)
     created: list[Path] = []
@@ -113,8 +131,11 @@ def _probe_once(path: Path, holder: Path, what: str) -> None:
                     d.mkdir()
                     created.append(d)
                 except FileExistsError:
-                    if not d.is_dir():
+                    kind = _kind(d)
+                    if kind == "other":
                         raise OutputError(f"{what} {path}: {d} is not a folder") from None
+                    if kind is None:  # made and removed again by another process: retry
+                        raise FileNotFoundError(d) from None
             probe = part_path(holder / ".kernelconv-probe")
             probe.write_bytes(b"")
             probe.unlink()

@@ -10,10 +10,11 @@ the acquisition mode (``f`` fast, ``s`` sequence/standard, ``h`` head, ``u`` ult
 resolution, ``d`` on Force/Drive kernels such as ``Br40d``), and the same number with another
 letter names the same filter shape, so ``B30s`` is read as ``B30f``, as is ``B30`` (written
 without a letter, as in NLST headers). Other vendors' kernels are
-domains of the filter in their own right (kernelconv.vendor_kernels: GE ``STANDARD``, Canon
-``FC13``...), but they are NOT mapped onto a model's domains: a site that knows its
-equivalences says so in a kernel-map file (``--kernel-map``; examples/vendor-kernel-map.txt
-lists the vendor table's estimated equivalences)::
+domains of the filter, and of a model (which converts them with its filter where its network
+has no label; kernelconv.engines.model_kernels), in their own right (kernelconv.vendor_kernels:
+GE ``STANDARD``, Canon ``FC13``...); they are never read as one of a network's labels. A site
+that wants its kernel read as a label says so in a kernel-map file (``--kernel-map``;
+examples/vendor-kernel-map.txt lists the vendor table's estimated equivalences)::
 
     # my-kernels.txt: ALIAS = DOMAIN, one per line
     STANDARD = B30f
@@ -76,7 +77,7 @@ class KernelAliases:
             if canon is None:
                 raise KernelMapError(
                     f"kernel map: {alias!r} maps to {dom!r}, which is not one of the model's "
-                    f"kernels ({', '.join(doms)})"
+                    f"kernels ({table.listing()})"
                 )
             table.aliases[_key(alias)] = canon
         return table

@@ -508,7 +508,13 @@ def convert_series(
             " (estimated)"), "claim": claim or ("agrees" if fp.valid else "not checked")}
     tmp = final.parent / (TMP_PREFIX + final.name)
     _remove_tree(tmp)
-    tmp.mkdir(parents=True)
+    for attempt in range(3):  # another rank may remove the study folder it emptied meanwhile
+        try:
+            tmp.mkdir(parents=True)
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     check = HuCheck(max_bias=options.max_bias,
                     expected_noise_ratio=engine.kernel_table.expected_noise_ratio(
                         source_domain, target, highpass_sigma_mm=LOWPASS_SIGMA_MM))
@@ -623,8 +629,12 @@ def run_convert(
     world_size: int = 1,
     owner: str = "the model",
     report_path: Path | None = None,
+    plan_method: Callable[[str, str], str] | None = None,
 ) -> RunReport:
     """Discover, plan and convert every series under ``input_path`` into ``out``.
+
+    ``plan_method(source, target)`` says, for a dry run (no engine built), what converts a
+    direction where that is not the engine's method (a model running its filter), else "".
 
     ``engine_factory`` is called once, and only if some series needs converting; ``domains``
     are its kernels and ``owner`` says whose they are in messages ("the filter"). ``progress``
@@ -662,7 +672,8 @@ def run_convert(
     engine = _LazyEngine(engine_factory, report)
     try:
         for p in plans:
-            report.results.append(_run_planned(p, out, options, engine, report, progress))
+            report.results.append(_run_planned(p, out, options, engine, report, progress,
+                                               plan_method))
     except KeyboardInterrupt:
         report.seconds = time.perf_counter() - start
         if report_path is not None and not options.dry_run:
@@ -676,7 +687,8 @@ def run_convert(
 
 
 def _run_planned(p: Planned, out: Path, options: ConvertOptions, lazy: _LazyEngine,
-                 report: RunReport, progress: Any) -> SeriesResult:
+                 report: RunReport, progress: Any,
+                 plan_method: Callable[[str, str], str] | None = None) -> SeriesResult:
     """Carry out one series' plan; its line of the report. On Ctrl-C the series is recorded
     in ``report`` as failed ("interrupted") before the interrupt goes on."""
     s = p.series
@@ -690,6 +702,9 @@ def _run_planned(p: Planned, out: Path, options: ConvertOptions, lazy: _LazyEngi
         if p.status == "convert":
             base.status = "planned"
             base.output = str(output_dir(out, s, options.target))
+            if plan_method is not None and p.source_domain is not None:
+                base.method = plan_method(p.source_domain,
+                                          options.target_domain or options.target)
         return base
     engine = lazy.get()
     if p.source_domain is not None:

@@ -67,20 +67,26 @@ def test_a_target_without_a_label_is_the_filter_on_the_models_table(tiny_model: 
 
 
 def test_a_vendor_source_goes_through_the_network_on_its_tables_response(
-        tiny_filter_residual: Path) -> None:
-    """FC51 -> B30f: the base filter takes Canon's FC51 from the table, the network corrects."""
+        tmp_path: Path) -> None:
+    """FC51 -> B30f: the base filter takes Canon's FC51 from the table. With a correction of
+    exactly zero the output is that base filter's, bit for bit, and differs from the base
+    filter with any other source response."""
     from kernelconv.engines import base_filter_for
 
+    zero = make_tiny_model(tmp_path / "zero.safetensors", output="filter_residual",
+                           head_scale=None)
     hu = slices()
-    engine = TorchEngine(tiny_filter_residual, device="cpu")
-    assert engine.uses_network("FC51", "B30f")
+    engine = TorchEngine(zero, device="cpu")
+    assert engine.uses_network("FC51", "B30f") and engine.correction_is_zero()
     out = engine.convert(hu, "FC51", "B30f", 0.7)
-    base = base_filter_for(read_info(tiny_filter_residual))
+    base = base_filter_for(read_info(zero))
     assert base is not None
     base.add_kernel(KernelTable.builtin().responses["FC51"])
-    filtered = base.convert(hu, "FC51", "B30f", 0.7)
-    assert not np.array_equal(out, filtered)  # the (random) correction ran
-    assert np.abs(out - filtered).mean() < np.abs(out - hu).mean()
+    # through the network's scale (clipped to the paper's window) and back
+    expected = np.clip(base.convert(hu, "FC51", "B30f", 0.7), -1024.0, 3071.0)
+    np.testing.assert_allclose(out, expected, atol=0.01)
+    assert not np.allclose(out, base.convert(hu, "B70f", "B30f", 0.7), atol=1.0)
+    assert not np.allclose(out, base.convert(hu, "B50f", "B30f", 0.7), atol=1.0)
 
 
 def test_convert_to_a_vendor_target_says_the_filter_ran(
@@ -106,6 +112,38 @@ def test_convert_to_a_vendor_target_says_the_filter_ran(
                     read_all(output_series_dirs(tmp_path / "filter")[0]), strict=True):
         np.testing.assert_array_equal(a.pixel_array, b.pixel_array)
         assert a.SOPInstanceUID != b.SOPInstanceUID
+    # the written derivation names the filter's version: a changed filter gets new UIDs
+    engine = TorchEngine(tiny_model, device="cpu")
+    written = read_all(output_series_dirs(tmp_path / "out")[0])[0]
+    contribution = written.ContributingEquipmentSequence[-1].ContributionDescription
+    assert f"({engine.method_id}+{engine.route_filter().algorithm_id})" in contribution
+
+
+def test_a_dry_run_says_the_filter_will_run(
+        tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in"
+    make_series(sorted(EXAMPLE.glob("IM*"))[0], src, 2, kernel="B70f")
+    rc, out, err = run_cli(["convert", str(src), str(tmp_path / "out"), "--to", "B40f",
+                            "--model", str(tiny_model), "--dry-run"], capsys)
+    assert rc == 0, err
+    assert "no network label" in re.sub(r"[│\s]+", " ", out)
+    rc, out, err = run_cli(["convert", str(src), str(tmp_path / "out"), "--to", "B30f",
+                            "--model", str(tiny_model), "--dry-run"], capsys)
+    assert rc == 0, err
+    assert "no network label" not in re.sub(r"[│\s]+", " ", out)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_label_directions_keep_their_method_id_at_every_precision(precision: str) -> None:
+    """Only a target outside the labels adds the filter's version: a routed model's label
+    directions (network or map-routed) keep the engine's method id, so outputs made before
+    kernels beyond the labels existed are still recognised as the same conversion."""
+    engine = TorchEngine(resolve_model("resim-fr-v1-routed"), device="cpu", precision=precision)
+    for src, dst in (("B70f", "B30f"), ("B30f", "B70f"), ("B40f", "B30f"), ("B40f", "B70f")):
+        assert direction_method_id(engine, src, dst) == engine.method_id
+    assert direction_method_id(engine, "B70f", "B40f") == \
+        f"{engine.method_id}+{engine.route_filter().algorithm_id}"
 
 
 def test_a_vendor_source_is_taken_from_the_table_not_estimated(

@@ -176,3 +176,13 @@ def test_encoding_changes_when_the_source_cannot_hold_the_hu_range(tmp_path: Pat
         assert np.all(hu == -1000.0)
         assert (ds.BitsStored, ds.PixelRepresentation, float(ds.RescaleIntercept)) == \
             (16, 0, -1024.0)
+
+
+def test_a_given_report_or_preview_is_split_per_rank() -> None:
+    """Under torchrun every rank reports its own share: a --report or --preview the user named
+    gets the rank in its name, or the ranks would overwrite each other's file."""
+    from kernelconv.cli.convert import rank_path
+
+    assert rank_path(Path("run/report.json"), 0, 1) == Path("run/report.json")
+    assert rank_path(Path("run/report.json"), 1, 2) == Path("run/report.rank1.json")
+    assert rank_path(Path("a.png"), 0, 4) == Path("a.rank0.png")

@@ -62,11 +62,12 @@ Exit codes: 0 all converted or skipped, 1 a series failed, 2 usage, 3 model,
                    "nothing.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               metavar="FILE.json", show_default="OUT/kernelconv-report.json",
-              help="Where to write the JSON run report.")
+              help="Where to write the JSON run report (under torchrun, one per rank: "
+                   "FILE.rankN.json).")
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
               help="Write a PNG of the middle slice per converted series (up to 8): source, "
                    "converted and difference, and zooms of a lung and a soft-tissue region "
-                   "at full resolution.")
+                   "at full resolution. Under torchrun, one per rank: FILE.rankN.png.")
 def convert(input_path: Path, output_path: Path, target: str, series_number_offset: int,
             overwrite: bool, include_derived: bool, dry_run: bool, report_path: Path | None,
             preview: Path | None, **shared: Any) -> None:
@@ -98,7 +99,9 @@ def convert(input_path: Path, output_path: Path, target: str, series_number_offs
         series_number_offset=series_number_offset, keep_preview=preview is not None,
     )
     selected = select_engine(spec, notice=err.print)
-    report_path = report_path or default_report_path(output_path, rank, world)
+    report_path = rank_path(report_path, rank, world) if report_path \
+        else default_report_path(output_path, rank, world)
+    preview = rank_path(preview, rank, world) if preview else None
     # an unusable output fails now, not after the conversion (OUT = IN is refused by the
     # pipeline without writing into the input, even a probe)
     if not dry_run and output_path.resolve() != input_path.resolve():
@@ -110,7 +113,8 @@ def convert(input_path: Path, output_path: Path, target: str, series_number_offs
                   disable=dry_run) as bar:
         report = run_convert(input_path, output_path, selected.factory, selected.domains,
                              options, progress=RichProgress(bar), rank=rank, world_size=world,
-                             owner=selected.owner, report_path=report_path)
+                             owner=selected.owner, report_path=report_path,
+                             plan_method=selected.planned_route)
     if dry_run:
         engine = selected.owner + (f" ({selected.path})" if selected.path else "")
         if spec.method == "model":
@@ -120,6 +124,12 @@ def convert(input_path: Path, output_path: Path, target: str, series_number_offs
     if preview is not None:
         _write_previews(report, preview, input_path)
     sys.exit(EXIT_SERIES_FAILED if report.failed else EXIT_OK)
+
+
+def rank_path(path: Path, rank: int, world: int) -> Path:
+    """A file one rank of a torchrun writes: ``report.json`` -> ``report.rank1.json`` when
+    there are several ranks (each rank reports its own share), unchanged otherwise."""
+    return path if world <= 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
 
 
 def print_summary(report: Any, dry_run: bool, root: Path | None = None) -> None:
@@ -210,6 +220,7 @@ def models() -> None:
     """List installed models: bundled (models/) and user ($KERNELCONV_MODELS or
     ~/.local/share/kernelconv/models). The default is marked with *."""
     from kernelconv.bundled import bundled_models_dir, example_series_dir
+    from kernelconv.engines import model_kernels
     from kernelconv.modelfile import list_models, user_models_dir
 
     entries = list_models()
@@ -234,6 +245,11 @@ def models() -> None:
             if routed:
                 out.print(f"  runs the noise-limited filter, not its network, for "
                           f"{', '.join(routed)} (measured: the network did not beat it there)",
+                          markup=False)
+            more = len(model_kernels(e.info)) - len(e.info.domains)
+            if more:
+                out.print(f"  and {more} more kernels of its kernel table (vendor kernels): as "
+                          "sources, and as targets through the filter (no network label)",
                           markup=False)
     out.print(f"user models: {user_models_dir()}")
     out.print(f"bundled models: {bundled_models_dir() or 'none'}")

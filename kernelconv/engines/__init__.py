@@ -78,6 +78,53 @@ def describe_direction(engine: Engine, source: str, target: str) -> str:
     return describe(source, target) if callable(describe) else engine.description
 
 
+def network_runs(domains: tuple[str, ...], direction_use: dict[str, str],
+                 responses: dict[str, KernelResponse], source: str, target: str) -> bool:
+    """Whether a model's network converts ``source`` -> ``target`` (else its filter), from its
+    labels ``domains``, its per-direction map and its kernel ``responses``; see
+    :meth:`GeneratorEngine.uses_network`."""
+    if target not in domains:  # no label for it: only the filter can convert
+        return False
+    if not direction_use or source == target:
+        return True
+    use = direction_use.get(direction_key(source, target))
+    if use is not None:
+        return use == "network"
+    if source in domains:  # a direction the map does not name: the network
+        return True
+    from kernelconv.kernel_response import mtf_figures
+
+    # sharpening or smoothing, by MTF50 on the reference scanner: one scale for every
+    # response (built-in, calibrated, estimated), unlike the tables' sharpness ranks
+    if source not in responses or target not in responses:
+        return True
+    mtf50 = {k: mtf_figures(v)[0] for k, v in responses.items()
+             if k in (source, target) or k in domains}
+    sharpening = mtf50[target] > mtf50[source]
+    same_kind = [use for key, use in direction_use.items()
+                 if key.endswith(f"->{target}") and key.split("->")[0] in mtf50
+                 and (mtf50[target] > mtf50[key.split("->")[0]]) == sharpening]
+    return all(use == "network" for use in same_kind)
+
+
+def filter_route_reason(domains: tuple[str, ...], target: str) -> str:
+    """Why a model runs its filter towards ``target`` (the words DerivationDescription, the
+    report and a dry run's plan share)."""
+    return (f"its network has no {target} label (extension)" if target not in domains
+            else "where its network did not beat it (measured, extension)")
+
+
+def planned_route(info: ModelInfo, source: str, target: str) -> str:
+    """For a plan (a dry run, no weights loaded): "" where the network will convert
+    ``source`` -> ``target``, else what the model will run instead, in the words of
+    :meth:`GeneratorEngine.describe`'s tail."""
+    if network_runs(tuple(info.domains), dict(info.direction_use),
+                    model_kernel_table(info).responses, source, target):
+        return ""
+    return (f"model {info.model_id} runs the filter for {source} -> {target}, "
+            f"{filter_route_reason(tuple(info.domains), target)}")
+
+
 def one_hot(index: int, count: int, batch: int) -> np.ndarray:
     """(batch, count) float32 one-hot target labels."""
     labels = np.zeros((batch, count), dtype=np.float32)
@@ -155,29 +202,8 @@ class GeneratorEngine:
         network only where every listed direction into ``target`` of the same kind
         (sharpening or smoothing) uses it: the cautious reading of a measurement made on
         other kernels."""
-        if target not in self.domains:  # no label for it: only the filter can convert
-            return False
-        if not self.direction_use or source == target:
-            return True
-        use = self.direction_use.get(direction_key(source, target))
-        if use is not None:
-            return use == "network"
-        if source in self.domains:  # a direction the map does not name: the network
-            return True
-        from kernelconv.kernel_response import mtf_figures
-
-        # sharpening or smoothing, by MTF50 on the reference scanner: one scale for every
-        # response (built-in, calibrated, estimated), unlike the tables' sharpness ranks
-        table = self.kernel_table.responses
-        if source not in table or target not in table:
-            return True
-        mtf50 = {k: mtf_figures(v)[0] for k, v in table.items()
-                 if k in (source, target) or k in self.domains}
-        sharpening = mtf50[target] > mtf50[source]
-        same_kind = [use for key, use in self.direction_use.items()
-                     if key.endswith(f"->{target}") and key.split("->")[0] in mtf50
-                     and (mtf50[target] > mtf50[key.split("->")[0]]) == sharpening]
-        return all(use == "network" for use in same_kind)
+        return network_runs(self.domains, self.direction_use, self.kernel_table.responses,
+                            source, target)
 
     def route_filter(self) -> FilterEngine:
         """The noise-limited filter on the model's kernel table (what ``--method filter``
@@ -193,20 +219,16 @@ class GeneratorEngine:
     def describe(self, source: str, target: str) -> str:
         if self.uses_network(source, target):
             return self.description
-        why = (f"its network has no {target} label (extension)" if target not in self.domains
-               else "where its network did not beat it (measured, extension)")
         return (f"{self.route_filter().description}; model {self.info.model_id} runs the filter "
-                f"for {source} -> {target}, {why}")
+                f"for {source} -> {target}, {filter_route_reason(self.domains, target)}")
 
     def method_id_for(self, source: str, target: str) -> str:
-        """The method id for the UIDs of ``source`` -> ``target``: ``method_id``, plus the
-        route filter's version where the filter runs and ``method_id`` does not already
-        hold it (a target outside the network's labels)."""
-        if self.uses_network(source, target):
+        """The method id for the UIDs of ``source`` -> ``target``: ``method_id`` for a target
+        label (a direction map that routes to the filter already put the filter's version
+        into it), plus the route filter's version for a target outside the labels."""
+        if target in self.domains:
             return self.method_id
-        algorithm = self.route_filter().algorithm_id
-        return self.method_id if self.method_id.endswith(algorithm) else \
-            f"{self.method_id}+{algorithm}"
+        return f"{self.method_id}+{self.route_filter().algorithm_id}"
 
     def convert(self, hu: np.ndarray, source: str, target: str,
                 pixel_mm: float = REFERENCE_PIXEL_MM) -> np.ndarray:

@@ -45,6 +45,15 @@ class SelectedEngine:
     info: ModelInfo | None = None
     path: Path | None = None
 
+    def planned_route(self, source: str, target: str) -> str:
+        """What a plan says converts ``source`` -> ``target`` where a model will run its
+        filter instead of its network (from the model's metadata, no weights), else ""."""
+        if self.info is None:
+            return ""
+        from kernelconv.engines import planned_route
+
+        return planned_route(self.info, source, target)
+
 
 def filter_engine(kernel_table: Path | None = None, device: str = "cpu") -> Engine:
     """The classical filter on the built-in kernel table, or on it plus a JSON kernel table
