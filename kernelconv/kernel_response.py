@@ -220,17 +220,30 @@ def load_transfers(path: Path | None) -> TransferTable:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        out: TransferTable = {}
-        for item in (data.get("transfers", []) if isinstance(data, dict) else []):
-            pts = np.asarray(item["points"], dtype=np.float64)
-            if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2 or pts[0, 0] != 0.0 \
-                    or np.any(np.diff(pts[:, 0]) <= 0):
-                raise ValueError(f"transfer {item.get('source')} -> {item.get('target')}: "
-                                 "points must be [[0, H0], [f, H], ...] with f increasing")
-            out[(str(item["source"]), str(item["target"]))] = pts
+        return transfers_from_json(data.get("transfers", []) if isinstance(data, dict) else [])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{path}: invalid kernel table ({exc})") from None
+
+
+def transfers_from_json(items: object) -> TransferTable:
+    """Fitted transfers from their JSON list (a calibrate table's "transfers", a model file's
+    "kernel_transfers"): [{"source", "target", "points": [[0, H0], [f, H], ...]}, ...].
+    ValueError (or KeyError/TypeError) when malformed."""
+    out: TransferTable = {}
+    for item in items if isinstance(items, list) else []:
+        pts = np.asarray(item["points"], dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2 or pts[0, 0] != 0.0 \
+                or np.any(np.diff(pts[:, 0]) <= 0):
+            raise ValueError(f"transfer {item.get('source')} -> {item.get('target')}: "
+                             "points must be [[0, H0], [f, H], ...] with f increasing")
+        out[(str(item["source"]), str(item["target"]))] = pts
     return out
+
+
+def transfers_to_json(transfers: TransferTable) -> list[dict[str, object]]:
+    """:func:`transfers_from_json`'s inverse."""
+    return [{"source": s, "target": t, "points": np.asarray(p, dtype=np.float64).tolist()}
+            for (s, t), p in sorted(transfers.items())]
 
 
 def responses_to_json(table: ResponseTable) -> list[dict[str, object]]:

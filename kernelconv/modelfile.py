@@ -52,6 +52,10 @@ class ModelInfo:
     #: responses (kernel_response JSON) of the base filter a filter_residual model corrects;
     #: empty: the built-in table
     kernel_responses: list[dict[str, Any]] = field(default_factory=list)
+    #: a site calibration's fitted transfers between the model's kernels (the JSON of a
+    #: `kernelconv calibrate` table's "transfers"), which its base filter and route filter
+    #: convert with where present (extension); in the derived UIDs through the table digest
+    kernel_transfers: list[dict[str, Any]] = field(default_factory=list)
     #: per-direction use ("SRC->TGT": "network" | "filter"), chosen by measurement: a
     #: direction where the network does not beat its filter runs the noise-limited filter
     #: (extension). Empty: the network everywhere. Not covered by the weights' checksum, so
@@ -70,6 +74,7 @@ class ModelInfo:
             "hu_range": list(self.hu_range), "provenance": self.provenance,
             "weights_sha256": self.weights_sha256,
             **({"kernel_responses": self.kernel_responses} if self.kernel_responses else {}),
+            **({"kernel_transfers": self.kernel_transfers} if self.kernel_transfers else {}),
             **({"direction_use": self.direction_use} if self.direction_use else {}),
         }
 
@@ -156,6 +161,7 @@ def info_from_metadata(path: Path, meta: dict[str, Any]) -> ModelInfo:
             provenance=dict(meta.get("provenance", {})), architecture=meta["architecture"],
             weights_sha256=str(meta["weights_sha256"]), path=path,
             kernel_responses=list(meta.get("kernel_responses") or []),
+            kernel_transfers=list(meta.get("kernel_transfers") or []),
             direction_use=validate_direction_use(domains, dict(meta.get("direction_use") or {})),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -410,6 +410,29 @@ def test_filter_residual_generator_trains_exports_and_keeps_hu(sim: Path, tmp_pa
     assert report["series"][0]["hu_check"]["passed"]
 
 
+def test_a_site_tables_fitted_transfer_is_trained_on_and_exported(sim: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    """--kernel-table with a calibration's transfers: the exported model carries them (its
+    base filter converts as it was trained)."""
+    from kernelconv.modelfile import read_info
+
+    table = tmp_path / "site.json"
+    table.write_text(json.dumps({"kernels": [], "transfers": [
+        {"source": "B70f", "target": "B30f",
+         "points": [[0.0, 0.997], [2.0, 0.95], [5.0, 0.45], [8.0, 0.1], [12.0, 0.0]]}]}))
+    cfg = _config(tmp_path, g_output="filter_residual", g_highpass_px=3.0, paired=True,
+                  g_warmup_iters=100, target_sampling="random")
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "2", "--kernel-table", table], capsys)
+    assert code == 0, err
+    code, _, err = run_cli(["export", tmp_path / "run", "--name", "site-fr", "--models-dir",
+                            tmp_path / "models"], capsys)
+    assert code == 0, err
+    info = read_info(tmp_path / "models" / "site-fr.safetensors")
+    assert [(t["source"], t["target"]) for t in info.kernel_transfers] == [("B70f", "B30f")]
+    assert info.kernel_transfers[0]["points"][0] == [0.0, 0.997]
+
+
 # --------------------------------------------------------- unpaired-training extensions
 
 

@@ -144,8 +144,9 @@ def print_summary(report: Any, dry_run: bool, root: Path | None = None) -> None:
         note = r.reason or "; ".join(r.warnings)
         if r.status == "converted" and r.hu_check:
             note = "; ".join(filter(None, [_check_note(r.hu_check), note]))
-        if r.status in ("converted", "planned") and r.method:
-            note = "; ".join(filter(None, [_method_note(r.method), note]))
+        method: str = getattr(r, "method", None) or ""  # a series' own method, if any
+        if r.status in ("converted", "planned") and method:
+            note = "; ".join(filter(None, [_method_note(method), note]))
         table.add_row(label, r.source_kernel or "?", r.target_kernel, str(r.images),
                       f"[{style.get(r.status, '')}]{r.status}[/]", f"{r.seconds:.1f}", note)
     out.print(table)

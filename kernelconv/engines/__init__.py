@@ -274,7 +274,11 @@ def model_kernel_table(info: ModelInfo) -> KernelTable:
     """The kernel table a model converts with: the built-in table, overridden by the kernel
     responses stored in the model file (learnt windows, a site's calibration)."""
     from kernelconv.errors import ModelError
-    from kernelconv.kernel_response import builtin_table, responses_from_json
+    from kernelconv.kernel_response import (
+        builtin_table,
+        responses_from_json,
+        transfers_from_json,
+    )
 
     table = builtin_table()
     if info.kernel_responses:
@@ -282,11 +286,16 @@ def model_kernel_table(info: ModelInfo) -> KernelTable:
             table.update(responses_from_json(info.kernel_responses))
         except ValueError as exc:
             raise ModelError(f"{info.path}: invalid kernel responses ({exc})") from None
+    try:
+        transfers = transfers_from_json(info.kernel_transfers)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{info.path}: invalid kernel transfers ({exc})") from None
     # learnt windows (unpaired training) start from the identity: only their ratios mean
     # anything, so they do not describe the kernels a series' fingerprint is checked against
     learnt = any("learn" in str(r.get("source", "")).lower() for r in info.kernel_responses)
-    return KernelTable(table, label=f"model {info.model_id}" if info.kernel_responses
-                       else "built-in", descriptive=not learnt)
+    return KernelTable(table, transfers, label=f"model {info.model_id}"
+                       if info.kernel_responses or transfers else "built-in",
+                       descriptive=not learnt)
 
 
 def base_filter_for(info: ModelInfo) -> FilterEngine | None:
@@ -303,5 +312,7 @@ def base_filter_for(info: ModelInfo) -> FilterEngine | None:
         raise ModelError(f"{info.path}: no kernel response for {', '.join(missing)} (its base "
                          "filter needs one per domain)")
     return FilterEngine(KernelTable({d: table.responses[d] for d in info.domains},
+                                    {k: v for k, v in table.transfers.items()
+                                     if k[0] in info.domains and k[1] in info.domains},
                                     label=table.label, descriptive=table.descriptive),
                         noise_limit=False)

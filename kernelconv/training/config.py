@@ -102,6 +102,10 @@ class TrainConfig:
     #: extension: JSON kernel table (e.g. `kernelconv calibrate`'s) for the filter_residual
     #: base filter of domains the built-in table lacks or describes worse
     kernel_table: str | None = None
+    #: extension: the base filter converts a calibrated pair of domains with the kernel
+    #: table's fitted transfer (as `convert --method filter --kernel-table` does), which holds
+    #: the true target's low-pass shift; False: with the windows alone (before 2026-12-07)
+    g_base_transfers: bool = True
     #: extension (filter_residual only): where the base filter's kernel windows come from:
     #: "table" (the kernel response table, the classical filter) or "learned" (one window per
     #: kernel, trained with the generator on unpaired data; kernelconv/training/

@@ -7,7 +7,13 @@ from typing import Any
 
 from kernelconv import __version__
 from kernelconv.errors import InputError
-from kernelconv.kernel_response import domain_sharpness, load_response_table, responses_to_json
+from kernelconv.kernel_response import (
+    domain_sharpness,
+    load_response_table,
+    load_transfers,
+    responses_to_json,
+    transfers_to_json,
+)
 from kernelconv.modelfile import SUFFIX, ModelInfo, save_model, user_models_dir
 from kernelconv.training.checkpoint import latest_checkpoint, read_checkpoint, training_phases
 
@@ -98,6 +104,7 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     }
     arch = dict(state["g_config"])
     responses = []
+    transfers: list[dict[str, object]] = []
     if state.get("base") is not None:  # learnt windows (g_base learned): they are the filter
         from kernelconv.training.learned_windows import LearnedWindows
 
@@ -107,8 +114,13 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
                    f"{cfg.get('g_base_init')}, extension), exported as {name}")
     elif arch.get("output") == "filter_residual":  # the base filter travels with the model
         responses = responses_to_json({d: table[d] for d in domains if d in table})
+        if cfg.get("g_base_transfers", False) and table_file:
+            fitted = {k: v for k, v in load_transfers(Path(table_file)).items()
+                      if k[0] in domains and k[1] in domains}
+            transfers = transfers_to_json(fitted)
     info = ModelInfo(name=name, domains=domains, arch_args=arch,
-                     domain_sharpness=sharp, provenance=provenance, kernel_responses=responses)
+                     domain_sharpness=sharp, provenance=provenance, kernel_responses=responses,
+                     kernel_transfers=transfers)
     info.direction_use = parse_direction_use(use_filter, info)
     out = (models_dir or user_models_dir()) / f"{name}{SUFFIX}"
     save_model(out, info, weights)

@@ -172,7 +172,8 @@ def train(
                                               cfg.lambda_spectral, cfg.lambda_adv),
                        cfg.reg, cfg.n_patches, cfg.tau, patch_seed=cfg.seed * 1000 + rank + 7,
                        base=(windows.convert if windows is not None
-                             else base_filter(cfg.domains, cfg.kernel_table))
+                             else base_filter(cfg.domains, cfg.kernel_table,
+                                              cfg.g_base_transfers))
                        if gcfg.needs_base else None)
     if patch_state is not None:
         loss.patch_rng.set_state(patch_state)
@@ -333,19 +334,25 @@ def learned_windows(cfg: TrainConfig, index: dict[str, Any], dev: torch.device) 
     return mod.to(dev)
 
 
-def base_filter(domains: list[str], kernel_table: str | None = None) -> Any:
+def base_filter(domains: list[str], kernel_table: str | None = None,
+                transfers: bool = True) -> Any:
     """The differentiable classical conversion a filter_residual generator corrects: the
     filter engine's own transfer, applied with torch (one owner of the filter), on the
-    built-in kernels plus a JSON ``kernel_table``'s."""
+    built-in kernels plus a JSON ``kernel_table``'s, with its fitted transfers between the
+    domains (a site calibration's) unless ``transfers`` is False (the windows alone)."""
     from kernelconv.engines.filter_engine import FilterEngine
-    from kernelconv.kernel_response import load_response_table
+    from kernelconv.kernel_response import KernelTable
 
-    table = load_response_table(Path(kernel_table) if kernel_table else None)
+    loaded = KernelTable.load(Path(kernel_table) if kernel_table else None)
+    table = loaded.responses
     missing = [d for d in domains if d not in table]
     if missing:
         raise UsageError(f"g_output filter_residual needs a kernel response for every domain; "
                          f"none for {', '.join(missing)}")
-    engine = FilterEngine({d: table[d] for d in domains}, noise_limit=False)
+    fitted = {k: v for k, v in loaded.transfers.items()
+              if transfers and k[0] in domains and k[1] in domains}
+    engine = FilterEngine(KernelTable({d: table[d] for d in domains}, fitted),
+                          noise_limit=False)
 
     def base(x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
              pixel_mm: Any) -> torch.Tensor:
