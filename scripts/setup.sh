@@ -2,9 +2,15 @@
 # Set up kernelconv on a fresh machine, into the current Python environment.
 #
 #   bash scripts/setup.sh          install kernelconv (plain `pip install .`)
-#   bash scripts/setup.sh test     install it editable with the test extras, the DICOM tools the
-#                                  tests use (apt: dicom3tools, dcmtk, orthanc), then run ruff,
-#                                  mypy and the whole pytest suite
+#   bash scripts/setup.sh test     install it with the test extras, the DICOM tools the tests
+#                                  use (apt: dicom3tools, dcmtk, orthanc), then run ruff, mypy
+#                                  and the whole pytest suite
+#
+# Both install a copy (not an editable install): an editable install points into this checkout,
+# so once the checkout is moved or removed, `kernelconv` fails with "No module named
+# 'kernelconv'" (an external check met exactly that). Developers who edit the code and want
+# the `kernelconv` command to follow: EDITABLE=1 bash scripts/setup.sh test. The tests
+# themselves (python -m pytest from this folder) import this checkout's code either way.
 #
 # Where no NVIDIA GPU is present and torch is not installed yet, the CPU build of torch is
 # installed first (torch==2.13.0), so that the package's torch range does not pull a multi-GB
@@ -29,7 +35,11 @@ install)
     echo "setup: kernelconv $("$PY" -c 'import kernelconv; print(kernelconv.__version__)') installed"
     ;;
 test)
-    "$PY" -m pip install --quiet -e ".[test,onnx,train]"
+    if [ "${EDITABLE:-0}" = 1 ]; then
+        "$PY" -m pip install --quiet -e ".[test,onnx,train]"
+    else
+        "$PY" -m pip install --quiet ".[test,onnx,train]"
+    fi
     need=()
     command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
     [ -x /usr/bin/dcmdump ] && [ -x /usr/bin/storescu ] || need+=(dcmtk)
