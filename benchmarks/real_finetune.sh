@@ -16,7 +16,10 @@
 #      correction started at zero), the site's kernel names as its labels (B40f from B30f's
 #      label, B70f from B70f's):
 #        ft-builtin     base filter: the built-in kernel table
-#        ft-calibrated  base filter: the calibration of step 2 (--kernel-table)
+#        ft-calibrated  base filter: the calibration of step 2 (--kernel-table), with its
+#                       fitted transfer (as convert --method filter --kernel-table converts)
+#        ft-windows     the same with the calibrated windows alone (g_base_transfers false:
+#                       how --kernel-table trained before 2026-12-07)
 #   4. benchmarks/real_eval.py with both models (--model-trained-on "first half": scored on
 #      the second half only), and kernelconv convert + evaluate of the second half for every
 #      method (noise ratio and NPS shape against the true target)
@@ -53,13 +56,18 @@ fi
 [ -f cal-first.json ] || kernelconv calibrate --pair first/B70f first/B40f \
     --out-table cal-first.json > calibrate.log 2>&1
 
-for variant in builtin calibrated; do
+recipe="$here/../examples/training/site-finetune.json"
+python -c "import json, sys; c = json.load(open(sys.argv[1])); c['g_base_transfers'] = False
+json.dump(c, open('site-finetune-windows.json', 'w'))" "$recipe"
+variants="builtin calibrated windows"
+for variant in $variants; do
     table=()
-    [ "$variant" = calibrated ] && table=(--kernel-table cal-first.json)
+    config="$recipe"
+    [ "$variant" != builtin ] && table=(--kernel-table cal-first.json)
+    [ "$variant" = windows ] && config=site-finetune-windows.json
     if [ ! -f "models/ft-$variant.safetensors" ]; then
-        kernelconv train --data first --run-dir "run-$variant" \
-            --config "$here/../examples/training/site-finetune.json" --init resim-fr-v1 \
-            --kernels B40f=B30f,B70f=B70f "${table[@]}" --resume
+        kernelconv train --data first --run-dir "run-$variant" --config "$config" \
+            --init resim-fr-v1 --kernels B40f=B30f,B70f=B70f "${table[@]}" --resume
         kernelconv export "run-$variant" --name "ft-$variant" --models-dir models
     fi
 done
@@ -67,6 +75,7 @@ done
 python "$here/real_eval.py" --siemens "$src" \
     --model-trained-on "first half" models/ft-builtin.safetensors \
     --model-trained-on "first half" models/ft-calibrated.safetensors \
+    --model-trained-on "first half" models/ft-windows.safetensors \
     --json real-eval.json --markdown real-eval.md > real-eval.log
 
 rm -rf ev && mkdir ev
@@ -75,11 +84,11 @@ for dir in "B40f B70f" "B70f B40f"; do
     kernelconv convert "second/$1" "ev/filter-$2" --to "$2" --method filter > /dev/null
     kernelconv convert "second/$1" "ev/calibration-$2" --to "$2" --method filter \
         --kernel-table cal-first.json > /dev/null
-    for variant in builtin calibrated; do
+    for variant in $variants; do
         kernelconv convert "second/$1" "ev/ft-$variant-$2" --to "$2" \
             --model "models/ft-$variant.safetensors" > /dev/null
     done
-    for m in filter calibration ft-builtin ft-calibrated; do
+    for m in filter calibration ft-builtin ft-calibrated ft-windows; do
         kernelconv evaluate --pred "ev/$m-$2" --ref second --report-dir "ev/report-$m-$2" \
             --label "$m $1 -> $2" > /dev/null || true  # exit 1: a limit failed, still scored
     done
@@ -89,4 +98,6 @@ done
 for f in ev/report-*/evaluation.md; do
     grep "^| B" "$f" | sed "s|^|$(basename "$(dirname "$f")") |"
 done | tee evaluate-summary.txt
+# each fine-tune against the filter of its own kernel table, same held-out slices
+python "$here/real_finetune_differences.py" real-eval.json | tee paired-differences.txt
 echo "real_eval: $out/real-eval.md"
