@@ -71,7 +71,8 @@ TrainConfig in kernelconv/training/config.py; --precision is its "amp": fp32 is
                    "starting from the source model's OLD label (extension).")
 @click.option("--kernel-table", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Extension: JSON kernel table (e.g. from `kernelconv calibrate`) giving the "
-                   "filter_residual base filter its kernels; stored in exported models.")
+                   "filter_residual base filter its kernels and fitted transfers (config "
+                   "g_base_transfers: false for the windows alone); stored in exported models.")
 @click.option("--seed", type=int, default=_T.seed, help="Random seed.")
 @click.option("--ckpt-every", type=click.IntRange(1), default=_T.ckpt_every,
               help="Checkpoint interval (iterations).")
