@@ -73,7 +73,10 @@ def test_plain_pip_install_finds_bundled_models_and_examples(tmp_path: Path) -> 
     run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
          "-w", dist, src], cwd=tmp_path)
     [wheel] = list(dist.glob("kernelconv-*.whl"))
-    run([py, "-m", "pip", "install", "--quiet", "--no-deps", wheel], cwd=tmp_path)
+    # --ignore-installed: the outer interpreter's kernelconv (a plain install since setup.sh
+    # installs a copy) is visible through the .pth and would make pip skip this one
+    run([py, "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed", wheel],
+        cwd=tmp_path)
     shutil.rmtree(src)  # nothing may come from the source tree any more
     probe = run(
         [py, "-c", "import json, kernelconv, kernelconv.bundled as b, kernelconv.sim.series, "

@@ -433,6 +433,35 @@ def test_a_site_tables_fitted_transfer_is_trained_on_and_exported(sim: Path, tmp
     assert info.kernel_transfers[0]["points"][0] == [0.0, 0.997]
 
 
+def test_a_real_archive_fixes_the_spectral_targets_of_a_paired_run(
+        sim: Path, tmp_path: Path, capsys) -> None:
+    """spectral_data (extension): the targets come from the archive alone, stay fixed while the
+    training batches go by, and the paired warm-up trains on L1 plus the spectral term."""
+    from kernelconv.training.checkpoint import latest_checkpoint, read_checkpoint
+
+    archive = simulate_into(tmp_path / "archive", 1, 77)
+    cfg = _config(tmp_path, g_output="filter_residual", g_highpass_px=3.0, paired=True,
+                  g_warmup_iters=100, target_sampling="random", lambda_spectral=10.0,
+                  spectral_data=[str(archive)])
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "3"], capsys)
+    assert code == 0, err
+    logged = [json.loads(line) for line in (tmp_path / "run" / "losses.jsonl").open()]
+    assert all("G/spectral" in e and "G/paired_l1" in e for e in logged)
+    state = read_checkpoint(latest_checkpoint(tmp_path / "run"))
+    seen = state["spectral_targets"]["seen"]
+    from kernelconv.training.loop import SPECTRAL_ARCHIVE_BATCHES
+
+    assert float(seen.max()) <= SPECTRAL_ARCHIVE_BATCHES  # the archive's batches, nothing more
+    assert float(seen.max()) > 0
+    index = json.loads((tmp_path / "run" / "spectral-cache" / "index.json").read_text())
+    assert index["sources"] == [str(archive.resolve())]
+    bad = _config(tmp_path, spectral_data=[str(archive)])
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run2", "--config",
+                            bad, "--iters", "1"], capsys)
+    assert code == 2 and "spectral_data needs lambda_spectral > 0" in err
+
+
 # --------------------------------------------------------- unpaired-training extensions
 
 

@@ -106,6 +106,12 @@ class TrainConfig:
     #: table's fitted transfer (as `convert --method filter --kernel-table` does), which holds
     #: the true target's low-pass shift; False: with the windows alone (before 2026-12-07)
     g_base_transfers: bool = True
+    #: extension: folders of real single-kernel series (an archive, unpaired) whose mean log
+    #: radial power spectrum per kernel is the target of the spectral term (lambda_spectral),
+    #: fixed before training, instead of the training batches' own; with paired warm-up the
+    #: generator then trains on the paired L1 plus that term, so its output's noise texture is
+    #: pulled to the real archive's kernels rather than the simulator's
+    spectral_data: list[str] = field(default_factory=list)
     #: extension (filter_residual only): where the base filter's kernel windows come from:
     #: "table" (the kernel response table, the classical filter) or "learned" (one window per
     #: kernel, trained with the generator on unpaired data; kernelconv/training/
@@ -170,6 +176,8 @@ class TrainConfig:
             raise UsageError(f"{origin}: g_base_init must be identity or table")
         if cfg.lambda_spectral < 0 or cfg.lambda_adv < 0:
             raise UsageError(f"{origin}: lambda_spectral and lambda_adv must be >= 0")
+        if cfg.spectral_data and cfg.lambda_spectral <= 0:
+            raise UsageError(f"{origin}: spectral_data needs lambda_spectral > 0")
         if cfg.lr_base < 0 or cfg.base_smooth < 0 or cfg.base_lock_lpcm < 0:
             raise UsageError(f"{origin}: lr_base, base_smooth and base_lock_lpcm must be >= 0")
         multiple = 1 << cfg.d_layers

@@ -177,9 +177,14 @@ def train(
                        if gcfg.needs_base else None)
     if patch_state is not None:
         loss.patch_rng.set_state(patch_state)
-    if ckpt is not None and loss.spectral is not None and "spectral_targets" in state:
+    restored = ckpt is not None and loss.spectral is not None and "spectral_targets" in state
+    if restored:
         load_states([(loss.spectral, state["spectral_targets"])],
                     f"{ckpt}: its spectral targets do not fit this run")
+    if cfg.spectral_data and loss.spectral is not None:
+        if not restored:
+            archive_spectral_targets(loss.spectral, cfg, run_dir, dev, rank, world)
+        loss.spectral_fixed = True
     if cfg.compile:
         loss.gen = torch.compile(gen)  # type: ignore[assignment]
         loss.disc = torch.compile(disc)  # type: ignore[assignment]
@@ -309,6 +314,34 @@ def sample_targets(labels: torch.Tensor, n_domains: int, mode: str) -> torch.Ten
         shift = torch.randint(1, n_domains, labels.shape, device="cpu").to(labels.device)
         return (labels + shift) % n_domains
     return torch.randint(0, n_domains, labels.shape, device="cpu").to(labels.device)
+
+
+#: random crops (batches of 4) drawn from a spectral_data archive to fix the spectral targets
+SPECTRAL_ARCHIVE_BATCHES = 250
+
+
+def archive_spectral_targets(targets: Any, cfg: TrainConfig, run_dir: Path, dev: torch.device,
+                             rank: int = 0, world: int = 1) -> None:
+    """Fill the spectral term's per-kernel targets from the real archive ``spectral_data``
+    (extension): its series are decoded once into RUN/spectral-cache (kernel names mapped to
+    the run's domains as the training data's are; others are skipped and listed there), and
+    the targets are the mean log ring power of SPECTRAL_ARCHIVE_BATCHES batches of random
+    crops of the training crop size (the same body-only rule as the training batches'). A
+    domain the archive lacks keeps no target, so the term ignores it."""
+    import torch.distributed as dist
+
+    cache = run_dir / "spectral-cache"
+    dirs = [Path(d) for d in cfg.spectral_data]
+    if rank == 0:
+        index = build_cache(dirs, cache, cfg.domains, cfg.kernel_map)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        index = json.loads((cache / "index.json").read_text())
+    sampler = SliceSampler(cache, index, cfg.crop, seed=cfg.seed * 1000 + 991)
+    for _ in range(SPECTRAL_ARCHIVE_BATCHES):
+        imgs, labels, _, _, pixel_mm = sampler.batch(4)
+        targets.update(torch.from_numpy(imgs).to(dev), torch.from_numpy(labels), pixel_mm)
 
 
 def windows_table(cfg: TrainConfig) -> Any:

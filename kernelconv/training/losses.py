@@ -180,6 +180,9 @@ class StarGanLoss:
         # regulariser draw the same target kernels and penalty weights from torch's
         self.patch_rng = torch.Generator().manual_seed(patch_seed)
         self.spectral = SpectralTargets(gen.config.c_dim) if weights.spectral > 0 else None
+        #: the targets come from a real archive (spectral_data) and stay as they are: the
+        #: training batches do not update them, and the paired warm-up uses the term too
+        self.spectral_fixed = False
 
     def generate(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
                  pixel_mm: Sequence[float] | None = None, return_feature: bool = False,
@@ -205,7 +208,7 @@ class StarGanLoss:
         with torch.no_grad():
             fake, g_feat = self.generate(real, label, target, pixel_mm,  # type: ignore[misc]
                                          return_feature=True)
-        if self.spectral is not None:
+        if self.spectral is not None and not self.spectral_fixed:
             self.spectral.update(real, label, pixel_mm)
         out_real, cls_real, _ = self.disc(real)
         out_fake, _, d_map = self.disc(fake.detach())
@@ -229,7 +232,7 @@ class StarGanLoss:
         this classifier; while it is at chance, the cycle loss holds a residual generator at
         the identity (docs/training.md, "Unpaired training that learns"). The paper has no
         such phase."""
-        if self.spectral is not None:
+        if self.spectral is not None and not self.spectral_fixed:
             self.spectral.update(real, label, pixel_mm)
         cls = F.cross_entropy(self.disc(real)[1].float(), label)
         return self.w.cls * cls, {"D/cls": _num(cls)}
@@ -246,7 +249,12 @@ class StarGanLoss:
         fake = self.generate(real, target if label is None else label, target, pixel_mm)
         assert isinstance(fake, torch.Tensor)
         paired = (fake - real_target).abs().mean()
-        return self.w.paired * paired, {"G/paired_l1": _num(paired)}
+        loss, stats = self.w.paired * paired, {"G/paired_l1": _num(paired)}
+        if self.spectral is not None and self.spectral_fixed:  # a real archive's targets
+            spec = self.spectral.loss(fake, target, pixel_mm, source=real)
+            loss = loss + self.w.spectral * spec
+            stats["G/spectral"] = _num(spec)
+        return loss, stats
 
     def g_step(self, real: torch.Tensor, label: torch.Tensor, target: torch.Tensor,
                real_target: torch.Tensor | None = None,
