@@ -178,9 +178,11 @@ def convert(selected: SelectedEngine, engines: dict[int, Any], source: Path, tar
     default limit (a refused series is converted again without the limit, to be scored)."""
     def factory() -> Any:
         key = id(selected)
-        if key not in engines:
-            engines[key] = selected.factory()
-        return engines[key]
+        # the selection is kept beside its engine: an id is only unique among live objects,
+        # and a calibration's selection of an earlier part may be gone
+        if key not in engines or engines[key][0] is not selected:
+            engines[key] = (selected, selected.factory())
+        return engines[key][1]
 
     passed = None
     for max_bias in (ConvertOptions(target=target).max_bias, float("inf")):
