@@ -8,7 +8,7 @@
 #   bash benchmarks/real_finetune.sh SIEMENS_DIR OUT
 #       SIEMENS_DIR: ../shared/data/real-ct-siemens-chest-pair/Lung_Dx-A0002 (B40f/, B70f/)
 #
-# Steps (about 15 minutes on the 2-core development CPU):
+# Steps (about 17 minutes on the 2-core development CPU):
 #   1. split into OUT/first and OUT/second (symbolic links, by ImagePositionPatient z)
 #   2. kernelconv calibrate on the first half -> OUT/cal-first.json
 #   3. two fine-tunes of the default's network (resim-fr-v1) on the first half, the recipe of

@@ -95,6 +95,16 @@ def direction_use_digest(use: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+def kernels_digest(info: ModelInfo) -> str:
+    """8 hex digits naming the kernel responses and fitted transfers a model file stores ("":
+    none): metadata outside the weights' checksum that changes what the model converts, so a
+    derived file (an ONNX export) made from other metadata is told apart."""
+    if not info.kernel_responses and not info.kernel_transfers:
+        return ""
+    text = json.dumps([info.kernel_responses, info.kernel_transfers], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def validate_direction_use(domains: list[str], use: Mapping[str, Any]) -> dict[str, str]:
     """``use`` checked against the model's domains: keys SRC->TGT of two different domains,
     values network or filter. Raises ValueError naming the first bad entry."""

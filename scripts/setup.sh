@@ -9,8 +9,9 @@
 # Both install a copy (not an editable install): an editable install points into this checkout,
 # so once the checkout is moved or removed, `kernelconv` fails with "No module named
 # 'kernelconv'" (an external check met exactly that). Developers who edit the code and want
-# the `kernelconv` command to follow: EDITABLE=1 bash scripts/setup.sh test. The tests
-# themselves (python -m pytest from this folder) import this checkout's code either way.
+# the `kernelconv` command to follow: EDITABLE=1 bash scripts/setup.sh test. The tests import
+# this checkout's code either way: python -m pytest from this folder puts it first, and
+# tests/conftest.py puts it on PYTHONPATH for every command a test starts.
 #
 # Where no NVIDIA GPU is present and torch is not installed yet, the CPU build of torch is
 # installed first (torch==2.13.0), so that the package's torch range does not pull a multi-GB

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# every subprocess a test starts (the kernelconv command, python -m kernelconv, examples,
+# benchmarks) imports this checkout, not a copy installed earlier (setup.sh installs a copy):
+# an edit is tested without reinstalling. tests/test_install.py removes it on purpose.
+_ROOT = str(Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 
 from helpers import make_tiny_model  # noqa: E402
 

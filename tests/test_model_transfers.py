@@ -39,6 +39,7 @@ def slices() -> np.ndarray:
 
 
 def with_transfers(path: Path, out: Path, items: object) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
     info, weights = load_model(path)
     save_model(out, dataclasses.replace(info, kernel_transfers=items), weights)
     return out
@@ -106,3 +107,22 @@ def test_training_base_uses_the_tables_transfer_and_export_stores_it(tmp_path: P
     expected = reference.convert_torch(x.double(), ["B70f"], ["B30f"], [0.7],
                                        zero=UNIT_ZERO_HU)
     torch.testing.assert_close(with_fit.double(), expected, atol=1e-5, rtol=0)
+
+
+def test_onnx_exports_of_other_kernels_are_not_shared(
+        zero_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two model files with the same weights but other fitted transfers (a run re-exported
+    after a new calibration) get their own ONNX file, and each converts as its torch engine."""
+    pytest.importorskip("onnxruntime")
+    from kernelconv.engines.onnx_engine import OnnxEngine, onnx_file_for
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    other = [{**TRANSFER[0], "points": [[0.0, 1.0], [2.0, 0.9], [6.0, 0.3], [12.0, 0.0]]}]
+    first = with_transfers(zero_model, tmp_path / "a" / "site.safetensors", TRANSFER)
+    second = with_transfers(zero_model, tmp_path / "b" / "site.safetensors", other)
+    assert onnx_file_for(first) != onnx_file_for(second)
+    hu = slices()[:1]
+    for model in (first, second):
+        np.testing.assert_allclose(OnnxEngine(model, "cpu").convert(hu, "B70f", "B30f", 0.7),
+                                   TorchEngine(model, device="cpu").convert(hu, "B70f", "B30f",
+                                                                            0.7), atol=0.5)

@@ -462,6 +462,42 @@ def test_a_real_archive_fixes_the_spectral_targets_of_a_paired_run(
     assert code == 2 and "spectral_data needs lambda_spectral > 0" in err
 
 
+def test_resuming_with_spectral_data_takes_the_archives_targets(sim: Path, tmp_path: Path,
+                                                                 capsys) -> None:
+    """A checkpoint whose spectral targets came from the training batches, resumed with
+    spectral_data: the archive's targets replace them (they are not silently kept)."""
+    from kernelconv.training.checkpoint import latest_checkpoint, read_checkpoint
+
+    archive = simulate_into(tmp_path / "archive", 1, 78)
+    base = dict(g_output="filter_residual", g_highpass_px=3.0, paired=True,
+                g_warmup_iters=100, target_sampling="random", lambda_spectral=10.0)
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config",
+                            _config(tmp_path, **base), "--iters", "3"], capsys)
+    assert code == 0, err
+    state = read_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert state["spectral_targets"]["source"] == "batches"
+    cfg = _config(tmp_path, **base, spectral_data=[str(archive)])
+    code, _, err = run_cli(["train", "--data", sim, "--out", tmp_path / "run", "--config", cfg,
+                            "--iters", "6", "--resume"], capsys)
+    assert code == 0, err
+    state = read_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert state["spectral_targets"]["source"] == f"archive {archive.resolve()}"
+    assert float(state["spectral_targets"]["seen"].max()) > 0
+
+
+def test_a_checkpoint_from_before_fitted_transfers_trained_on_the_windows() -> None:
+    """g_base_transfers did not exist before 2026-12-07: such a checkpoint trained its base
+    filter on the windows, so resuming it with the transfers is a new phase."""
+    from dataclasses import asdict
+
+    from kernelconv.training.checkpoint import same_training
+    from kernelconv.training.config import TrainConfig
+
+    old = {k: v for k, v in asdict(TrainConfig()).items() if k != "g_base_transfers"}
+    assert not same_training(old, asdict(TrainConfig()))
+    assert same_training(old, asdict(TrainConfig(g_base_transfers=False)))
+
+
 # --------------------------------------------------------- unpaired-training extensions
 
 

@@ -123,6 +123,9 @@ def train(data_dirs: tuple[Path, ...], run_dir: Path, config_file: Path | None,
         "kernel_table": str(kernel_table.resolve()) if kernel_table else None,
     }.items() if v is not None}
     cfg = cfg.updated(overrides, "options")
+    if cfg.spectral_data:  # folders relative to where the command runs, as --data's are
+        cfg = cfg.updated({"spectral_data": [str(Path(d).resolve()) for d in cfg.spectral_data]},
+                          "spectral_data")
     init_source = None
     if init_spec:
         from kernelconv.training.warmstart import adopt_settings, load_init

@@ -33,6 +33,7 @@ from kernelconv.modelfile import (
     ModelInfo,
     direction_use_digest,
     info_from_metadata,
+    kernels_digest,
     load_model,
     read_info,
 )
@@ -161,14 +162,18 @@ def onnx_file_for(model_path: Path, info: ModelInfo | None = None) -> Path:
     if beside.is_file():
         try:
             found = read_onnx_info(beside)
-            if (found.weights_sha256, found.direction_use) == (info.weights_sha256,
-                                                               info.direction_use):
+            if (found.weights_sha256, found.direction_use, kernels_digest(found)) == \
+                    (info.weights_sha256, info.direction_use, kernels_digest(info)):
                 return beside
         except ModelError:
             pass
+    # the weights, the direction map and the stored kernels (responses, fitted transfers) all
+    # shape the conversion: a re-exported run with a new calibration gets its own ONNX file
     use = direction_use_digest(info.direction_use)
+    kernels = kernels_digest(info)
     cached = onnx_cache_dir() / (f"{info.name}-{info.weights_sha256[:16]}"
-                                 + (f"-use-{use}" if use else "") + ONNX_SUFFIX)
+                                 + (f"-use-{use}" if use else "")
+                                 + (f"-k-{kernels}" if kernels else "") + ONNX_SUFFIX)
     if not cached.is_file():
         export_onnx(model_path, cached)
     return cached

@@ -40,10 +40,15 @@ def training_phases(state: dict[str, Any]) -> list[dict[str, Any]]:
     return list(state.get("phases") or [{"start": 0, "config": state["config"]}])
 
 
+#: settings whose default changed when they were introduced: a checkpoint written before they
+#: existed trained as this value, not as today's default
+PREDATED = {"g_base_transfers": False}
+
+
 def same_training(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two settings train the same way; a setting one of them predates (a checkpoint
-    written before it existed) counts as its default."""
-    defaults = asdict(TrainConfig())
+    written before it existed) counts as its default, or as PREDATED says it trained."""
+    defaults = {**asdict(TrainConfig()), **PREDATED}
     return {k: v for k, v in {**defaults, **a}.items() if k not in _BOOKKEEPING} == \
         {k: v for k, v in {**defaults, **b}.items() if k not in _BOOKKEEPING}
 

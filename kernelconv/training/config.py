@@ -106,7 +106,8 @@ class TrainConfig:
     #: table's fitted transfer (as `convert --method filter --kernel-table` does), which holds
     #: the true target's low-pass shift; False: with the windows alone (before 2026-12-07)
     g_base_transfers: bool = True
-    #: extension: folders of real single-kernel series (an archive, unpaired) whose mean log
+    #: extension: folders (relative to where `kernelconv train` runs, as --data's are; stored
+    #: absolute) of real single-kernel series (an archive, unpaired) whose mean log
     #: radial power spectrum per kernel is the target of the spectral term (lambda_spectral),
     #: fixed before training, instead of the training batches' own; with paired warm-up the
     #: generator then trains on the paired L1 plus that term, so its output's noise texture is
@@ -176,6 +177,9 @@ class TrainConfig:
             raise UsageError(f"{origin}: g_base_init must be identity or table")
         if cfg.lambda_spectral < 0 or cfg.lambda_adv < 0:
             raise UsageError(f"{origin}: lambda_spectral and lambda_adv must be >= 0")
+        if not isinstance(cfg.spectral_data, list) or \
+                not all(isinstance(d, str) for d in cfg.spectral_data):
+            raise UsageError(f"{origin}: spectral_data must be a list of folders")
         if cfg.spectral_data and cfg.lambda_spectral <= 0:
             raise UsageError(f"{origin}: spectral_data needs lambda_spectral > 0")
         if cfg.lr_base < 0 or cfg.base_smooth < 0 or cfg.base_lock_lpcm < 0:

@@ -39,7 +39,8 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
     if index_path.is_file():
         index = json.loads(index_path.read_text())
         if index.get("version") == CACHE_VERSION and index.get("domains") == domains and \
-                index.get("sources") == [str(d.resolve()) for d in data_dirs]:
+                index.get("sources") == [str(d.resolve()) for d in data_dirs] and \
+                index.get("kernel_map", {}) == dict(kernel_map or {}):
             return dict(index)
     cache_dir.mkdir(parents=True, exist_ok=True)
     table = KernelAliases.for_domains(domains, kernel_map)
@@ -79,6 +80,7 @@ def build_cache(data_dirs: list[Path], cache_dir: Path, domains: list[str],
                          f"{', '.join(domains)} in {', '.join(map(str, data_dirs))}")
     index = {"version": CACHE_VERSION, "domains": domains,
              "sources": [str(d.resolve()) for d in data_dirs], "series": entries,
+             "kernel_map": dict(kernel_map or {}),
              "skipped": skipped}
     atomic_write_text(index_path, json.dumps(index, indent=1) + "\n")
     return index

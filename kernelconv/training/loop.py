@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as dist
 
-from kernelconv.errors import UsageError
+from kernelconv.errors import KernelconvError, UsageError
 from kernelconv.hu import UNIT_ZERO_HU
 from kernelconv.nets.discriminator import Discriminator, DiscriminatorConfig
 from kernelconv.nets.generator import Generator, GeneratorConfig
@@ -44,7 +44,7 @@ from kernelconv.training.checkpoint import (
 )
 from kernelconv.training.config import TrainConfig
 from kernelconv.training.data import SliceSampler, build_cache
-from kernelconv.training.losses import LossWeights, StarGanLoss
+from kernelconv.training.losses import LossWeights, SpectralTargets, StarGanLoss
 
 if TYPE_CHECKING:
     from kernelconv.training.warmstart import InitSource
@@ -164,6 +164,11 @@ def train(
             torch.set_rng_state(state["rng"]["torch"][rank])
             sampler.rng.bit_generator.state = state["rng"]["sampler"][rank]
             patch_state = state["rng"].get("patch", [None] * world)[rank]
+    if phases and cfg.kernel_table and cfg.g_base_transfers and rank == 0 and \
+            not phases[-1]["config"].get("g_base_transfers", False):
+        print("kernelconv: this run's base filter was trained on the kernel table's windows; "
+              "it goes on with the table's fitted transfers (g_base_transfers: false keeps the "
+              "windows)")
     if not phases or not same_training(phases[-1]["config"], asdict(cfg)):
         phases.append({"start": start, "config": asdict(cfg)})
     loss = StarGanLoss(gen, disc, LossWeights(cfg.lambda_cls, cfg.lambda_cyc, cfg.lambda_gp,
@@ -177,14 +182,19 @@ def train(
                        if gcfg.needs_base else None)
     if patch_state is not None:
         loss.patch_rng.set_state(patch_state)
-    restored = ckpt is not None and loss.spectral is not None and "spectral_targets" in state
-    if restored:
-        load_states([(loss.spectral, state["spectral_targets"])],
-                    f"{ckpt}: its spectral targets do not fit this run")
-    if cfg.spectral_data and loss.spectral is not None:
-        if not restored:
+    if loss.spectral is not None:
+        wanted = spectral_source(cfg)
+        if ckpt is not None and "spectral_targets" in state:
+            load_states([(loss.spectral, state["spectral_targets"])],
+                        f"{ckpt}: its spectral targets do not fit this run")
+            if loss.spectral.source != wanted:  # spectral_data set, changed or dropped
+                if rank == 0:
+                    print(f"kernelconv: the spectral targets came from {loss.spectral.source}; "
+                          f"this phase takes them from {wanted}")
+                loss.spectral = SpectralTargets(len(cfg.domains))
+        if cfg.spectral_data and loss.spectral.source != wanted:
             archive_spectral_targets(loss.spectral, cfg, run_dir, dev, rank, world)
-        loss.spectral_fixed = True
+        loss.spectral_fixed = bool(cfg.spectral_data)
     if cfg.compile:
         loss.gen = torch.compile(gen)  # type: ignore[assignment]
         loss.disc = torch.compile(disc)  # type: ignore[assignment]
@@ -320,6 +330,13 @@ def sample_targets(labels: torch.Tensor, n_domains: int, mode: str) -> torch.Ten
 SPECTRAL_ARCHIVE_BATCHES = 250
 
 
+def spectral_source(cfg: TrainConfig) -> str:
+    """Where a run's spectral targets come from: "batches", or its archive's folders."""
+    if not cfg.spectral_data:
+        return "batches"
+    return "archive " + ", ".join(str(Path(d).resolve()) for d in cfg.spectral_data)
+
+
 def archive_spectral_targets(targets: Any, cfg: TrainConfig, run_dir: Path, dev: torch.device,
                              rank: int = 0, world: int = 1) -> None:
     """Fill the spectral term's per-kernel targets from the real archive ``spectral_data``
@@ -331,9 +348,12 @@ def archive_spectral_targets(targets: Any, cfg: TrainConfig, run_dir: Path, dev:
     import torch.distributed as dist
 
     cache = run_dir / "spectral-cache"
-    dirs = [Path(d) for d in cfg.spectral_data]
+    dirs = [Path(d).resolve() for d in cfg.spectral_data]
     if rank == 0:
-        index = build_cache(dirs, cache, cfg.domains, cfg.kernel_map)
+        try:
+            index = build_cache(dirs, cache, cfg.domains, cfg.kernel_map)
+        except KernelconvError as exc:
+            raise UsageError(f"spectral_data: {exc}") from None
     if world > 1:
         dist.barrier()
     if rank != 0:
@@ -342,6 +362,7 @@ def archive_spectral_targets(targets: Any, cfg: TrainConfig, run_dir: Path, dev:
     for _ in range(SPECTRAL_ARCHIVE_BATCHES):
         imgs, labels, _, _, pixel_mm = sampler.batch(4)
         targets.update(torch.from_numpy(imgs).to(dev), torch.from_numpy(labels), pixel_mm)
+    targets.source = spectral_source(cfg)
 
 
 def windows_table(cfg: TrainConfig) -> Any:

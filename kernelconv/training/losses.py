@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,6 +104,9 @@ class SpectralTargets:
         self.momentum = momentum
         self.mean = torch.zeros(n_domains, N_LPCM_RINGS, dtype=torch.float64)
         self.seen = torch.zeros(n_domains, N_LPCM_RINGS, dtype=torch.float64)
+        #: where the targets come from: "batches" (the training batches, as they go by) or
+        #: the real archive's folders (spectral_data), so a resumed run can tell them apart
+        self.source = "batches"
 
     @classmethod
     def body(cls, x: torch.Tensor) -> torch.Tensor:
@@ -146,13 +150,14 @@ class SpectralTargets:
                 terms.append((m[ok] - ref[ok]).square().mean())
         return torch.stack(terms).mean() if terms else spec.nan_to_num().sum() * 0.0
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"mean": self.mean.clone(), "seen": self.seen.clone()}
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.clone(), "seen": self.seen.clone(), "source": self.source}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["mean"].shape != self.mean.shape:
             raise ValueError("spectral targets of another number of kernels")
         self.mean, self.seen = state["mean"].clone(), state["seen"].clone()
+        self.source = str(state.get("source", "batches"))  # older checkpoints: batches
 
 
 #: base(x, source labels, target labels, pixel spacings) -> the classical filter's conversion
