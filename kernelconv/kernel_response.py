@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -386,6 +386,16 @@ class KernelTable:
         except OSError as exc:
             raise UsageError(f"{path}: cannot read kernel table ({exc.strerror})") from None
         return cls(load_response_table(path), load_transfers(path), f"{path.stem}-{digest}")
+
+    def subset(self, kernels: Iterable[str], transfers: bool = True) -> KernelTable:
+        """This table restricted to ``kernels`` (those it has): their responses and the fitted
+        transfers between two of them (none where ``transfers`` is False, the windows alone);
+        label and descriptiveness kept. A filter_residual model's base filter runs on its
+        domains' subset."""
+        keep = [k for k in kernels if k in self.responses]
+        return replace(self, responses={k: self.responses[k] for k in keep},
+                       transfers={pair: h for pair, h in self.transfers.items()
+                                  if transfers and pair[0] in keep and pair[1] in keep})
 
     def __contains__(self, kernel: object) -> bool:
         return kernel in self.responses

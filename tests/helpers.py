@@ -24,6 +24,8 @@ from kernelconv.modelfile import ModelInfo, save_model
 from kernelconv.nets import Generator, GeneratorConfig
 
 DOMAINS = ["B30f", "B50f", "B70f"]
+#: the bundled example series (a simulated B70f chest, 512 x 512)
+EXAMPLE_CHEST = Path(__file__).resolve().parents[1] / "examples" / "data" / "chest-b70f"
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -60,6 +62,15 @@ def make_tiny_model(path: Path, seed: int = 0, name: str = "tiny", output: str =
                      provenance={"note": "random weights for tests"})
     save_model(path, info, gen.state_dict())
     return path
+
+
+def example_chest_hu(n: int = 2) -> np.ndarray:
+    """(n, 512, 512) float32 HU: the first ``n`` slices of the bundled example chest."""
+    out = []
+    for f in sorted(EXAMPLE_CHEST.glob("IM*"))[:n]:
+        ds = pydicom.dcmread(f)
+        out.append(ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept))
+    return np.stack(out).astype(np.float32)
 
 
 def make_series(

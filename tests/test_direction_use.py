@@ -9,14 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_series, output_series_dirs, read_all, run_cli
+from helpers import (
+    EXAMPLE_CHEST,
+    example_chest_hu,
+    make_series,
+    output_series_dirs,
+    read_all,
+    run_cli,
+)
 
 from kernelconv.engines.filter_engine import FilterEngine
 from kernelconv.engines.torch_engine import TorchEngine
 from kernelconv.errors import ModelError
 from kernelconv.modelfile import read_info, resolve_model
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "chest-b70f"
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +33,6 @@ def routed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return route_installed_model(resolve_model("resim-fr-v1"), "routed", folder,
                                  ("sharpening",))
 
-
-def slices() -> np.ndarray:
-    import pydicom
-
-    out = []
-    for f in sorted(EXAMPLE.glob("IM*"))[:2]:
-        ds = pydicom.dcmread(f)
-        out.append(ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept))
-    return np.stack(out).astype(np.float32)
 
 
 def test_export_writes_the_map_and_keeps_the_weights(routed: Path) -> None:
@@ -50,7 +46,7 @@ def test_export_writes_the_map_and_keeps_the_weights(routed: Path) -> None:
 
 
 def test_routed_directions_are_the_filter_and_the_others_the_network(routed: Path) -> None:
-    hu = slices()
+    hu = example_chest_hu()
     plain = TorchEngine(resolve_model("resim-fr-v1"), device="cpu")
     engine = TorchEngine(routed, device="cpu")
     reference = FilterEngine(engine.kernel_table)
@@ -87,7 +83,7 @@ def test_the_map_is_in_the_method_id_so_outputs_never_share_uids(routed: Path) -
 def test_convert_writes_what_ran_into_the_files_and_the_report(
         routed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in"
-    make_series(sorted(EXAMPLE.glob("IM*"))[0], src, 2, kernel="B30f")
+    make_series(sorted(EXAMPLE_CHEST.glob("IM*"))[0], src, 2, kernel="B30f")
     rc, _, err = run_cli(["convert", str(src), str(tmp_path / "out"), "--to", "B70f",
                           "--model", str(routed), "--kernel-check", "off"], capsys)
     assert rc == 0, err
@@ -163,7 +159,7 @@ def test_a_refused_routed_series_still_says_what_ran(
 
     monkeypatch.setattr(pipeline, "convert_series", refuse)
     src = tmp_path / "in"
-    make_series(sorted(EXAMPLE.glob("IM*"))[0], src, 2, kernel="B30f")
+    make_series(sorted(EXAMPLE_CHEST.glob("IM*"))[0], src, 2, kernel="B30f")
     rc, _, _ = run_cli(["convert", str(src), str(tmp_path / "out"), "--to", "B70f",
                         "--model", str(routed)], capsys)
     report = json.loads((tmp_path / "out" / "kernelconv-report.json").read_text())
@@ -182,7 +178,7 @@ def test_the_bundled_default_is_resim_fr_v1_routed_by_measurement() -> None:
     assert info.weights_sha256 == read_info(resolve_model("resim-fr-v1")).weights_sha256
     assert {k for k, v in info.direction_use.items() if v == "filter"} == {
         "B30f->B50f", "B30f->B70f", "B50f->B70f"}
-    hu = slices()
+    hu = example_chest_hu()
     engine = TorchEngine(resolve_model("resim-fr-v1-routed"), device="cpu")
     plain = TorchEngine(resolve_model("resim-fr-v1"), device="cpu")
     np.testing.assert_array_equal(engine.convert(hu, "B50f", "B30f", 0.7),

@@ -9,17 +9,22 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
-from helpers import make_series, make_tiny_model, output_series_dirs, read_all, run_cli
+from helpers import (
+    EXAMPLE_CHEST,
+    example_chest_hu,
+    make_series,
+    make_tiny_model,
+    output_series_dirs,
+    read_all,
+    run_cli,
+)
 
 from kernelconv.engines import direction_method_id, model_kernels
 from kernelconv.engines.filter_engine import FilterEngine
 from kernelconv.engines.torch_engine import TorchEngine
 from kernelconv.kernel_response import KernelTable
 from kernelconv.modelfile import read_info, resolve_model
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "chest-b70f"
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +33,6 @@ def tiny_filter_residual(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("fr") / "tiny-fr.safetensors",
                            output="filter_residual")
 
-
-def slices() -> np.ndarray:
-    out = []
-    for f in sorted(EXAMPLE.glob("IM*"))[:2]:
-        ds = pydicom.dcmread(f)
-        out.append(ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept))
-    return np.stack(out).astype(np.float32)
 
 
 def test_a_model_knows_its_labels_first_then_its_tables_kernels(tiny_model: Path) -> None:
@@ -53,7 +51,7 @@ def test_learnt_windows_keep_a_model_to_its_labels() -> None:
 
 
 def test_a_target_without_a_label_is_the_filter_on_the_models_table(tiny_model: Path) -> None:
-    hu = slices()
+    hu = example_chest_hu()
     engine = TorchEngine(tiny_model, device="cpu")
     assert "B40f" not in engine.domains and not engine.uses_network("B70f", "B40f")
     reference = FilterEngine(KernelTable.builtin())
@@ -75,7 +73,7 @@ def test_a_vendor_source_goes_through_the_network_on_its_tables_response(
 
     zero = make_tiny_model(tmp_path / "zero.safetensors", output="filter_residual",
                            head_scale=None)
-    hu = slices()
+    hu = example_chest_hu()
     engine = TorchEngine(zero, device="cpu")
     assert engine.uses_network("FC51", "B30f") and engine.correction_is_zero()
     out = engine.convert(hu, "FC51", "B30f", 0.7)
@@ -92,7 +90,7 @@ def test_a_vendor_source_goes_through_the_network_on_its_tables_response(
 def test_convert_to_a_vendor_target_says_the_filter_ran(
         tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in"
-    make_series(sorted(EXAMPLE.glob("IM*"))[0], src, 2, kernel="B70f")
+    make_series(sorted(EXAMPLE_CHEST.glob("IM*"))[0], src, 2, kernel="B70f")
     rc, out, err = run_cli(["convert", str(src), str(tmp_path / "out"), "--to", "B40f",
                             "--model", str(tiny_model)], capsys)
     assert rc == 0, err
@@ -122,7 +120,7 @@ def test_convert_to_a_vendor_target_says_the_filter_ran(
 def test_a_dry_run_says_the_filter_will_run(
         tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in"
-    make_series(sorted(EXAMPLE.glob("IM*"))[0], src, 2, kernel="B70f")
+    make_series(sorted(EXAMPLE_CHEST.glob("IM*"))[0], src, 2, kernel="B70f")
     rc, out, err = run_cli(["convert", str(src), str(tmp_path / "out"), "--to", "B40f",
                             "--model", str(tiny_model), "--dry-run"], capsys)
     assert rc == 0, err
@@ -149,7 +147,7 @@ def test_label_directions_keep_their_method_id_at_every_precision(precision: str
 def test_a_vendor_source_is_taken_from_the_table_not_estimated(
         tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in"
-    make_series(sorted(EXAMPLE.glob("IM*"))[0], src, 2, kernel="B45f")
+    make_series(sorted(EXAMPLE_CHEST.glob("IM*"))[0], src, 2, kernel="B45f")
     rc, _, err = run_cli(["convert", str(src), str(tmp_path / "out"), "--to", "B30f",
                           "--model", str(tiny_model), "--kernel-check", "off"], capsys)
     assert rc == 0, err

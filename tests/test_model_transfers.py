@@ -10,10 +10,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 import torch
-from helpers import make_tiny_model
+from helpers import example_chest_hu, make_tiny_model
 
 from kernelconv.engines import base_filter_for
 from kernelconv.engines.filter_engine import FilterEngine
@@ -23,19 +22,11 @@ from kernelconv.hu import UNIT_ZERO_HU
 from kernelconv.kernel_response import KernelTable, transfers_from_json, transfers_to_json
 from kernelconv.modelfile import load_model, read_info, save_model
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "chest-b70f"
 #: a made-up calibration of B70f -> B30f: H(0) = 0.997 (the low-pass shift a real pair
 #: shows), a smooth roll-off to 0 at 12 lp/cm
 TRANSFER = [{"source": "B70f", "target": "B30f",
              "points": [[0.0, 0.997], [2.0, 0.95], [5.0, 0.45], [8.0, 0.1], [12.0, 0.0]]}]
 
-
-def slices() -> np.ndarray:
-    out = []
-    for f in sorted(EXAMPLE.glob("IM*"))[:2]:
-        ds = pydicom.dcmread(f)
-        out.append(ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept))
-    return np.stack(out).astype(np.float32)
 
 
 def with_transfers(path: Path, out: Path, items: object) -> Path:
@@ -65,7 +56,7 @@ def test_the_base_filter_converts_a_calibrated_pair_with_its_transfer(
     info = read_info(model)
     base = base_filter_for(info)
     assert base is not None and ("B70f", "B30f") in base.transfers
-    hu = slices()
+    hu = example_chest_hu()
     engine = TorchEngine(model, device="cpu")
     reference = FilterEngine(KernelTable(KernelTable.builtin().responses,
                                          transfers_from_json(TRANSFER)))
@@ -95,7 +86,7 @@ def test_training_base_uses_the_tables_transfer_and_export_stores_it(tmp_path: P
 
     table = tmp_path / "site.json"
     table.write_text(json.dumps({"kernels": [], "transfers": TRANSFER}))
-    x = torch.from_numpy(slices()[:1, None] / 2048.0)
+    x = torch.from_numpy(example_chest_hu()[:1, None] / 2048.0)
     with_fit = base_filter(["B30f", "B70f"], str(table))(
         x, torch.tensor([1]), torch.tensor([0]), [0.7])
     windows = base_filter(["B30f", "B70f"], str(table), transfers=False)(
@@ -121,7 +112,7 @@ def test_onnx_exports_of_other_kernels_are_not_shared(
     first = with_transfers(zero_model, tmp_path / "a" / "site.safetensors", TRANSFER)
     second = with_transfers(zero_model, tmp_path / "b" / "site.safetensors", other)
     assert onnx_file_for(first) != onnx_file_for(second)
-    hu = slices()[:1]
+    hu = example_chest_hu()[:1]
     for model in (first, second):
         np.testing.assert_allclose(OnnxEngine(model, "cpu").convert(hu, "B70f", "B30f", 0.7),
                                    TorchEngine(model, device="cpu").convert(hu, "B70f", "B30f",

@@ -311,8 +311,4 @@ def base_filter_for(info: ModelInfo) -> FilterEngine | None:
     if missing:
         raise ModelError(f"{info.path}: no kernel response for {', '.join(missing)} (its base "
                          "filter needs one per domain)")
-    return FilterEngine(KernelTable({d: table.responses[d] for d in info.domains},
-                                    {k: v for k, v in table.transfers.items()
-                                     if k[0] in info.domains and k[1] in info.domains},
-                                    label=table.label, descriptive=table.descriptive),
-                        noise_limit=False)
+    return FilterEngine(table.subset(info.domains), noise_limit=False)

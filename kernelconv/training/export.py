@@ -8,9 +8,8 @@ from typing import Any
 from kernelconv import __version__
 from kernelconv.errors import InputError
 from kernelconv.kernel_response import (
+    KernelTable,
     domain_sharpness,
-    load_response_table,
-    load_transfers,
     responses_to_json,
     transfers_to_json,
 )
@@ -89,7 +88,8 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
     if table_file and not Path(table_file).is_file():
         raise InputError(f"{table_file}: the run's kernel table is gone; export needs it (it "
                          "is stored in the model)")
-    table = load_response_table(Path(table_file) if table_file else None)
+    kernels = KernelTable.load(Path(table_file) if table_file else None)
+    table = kernels.responses
     sharp = domain_sharpness(domains, table=table)
     cfg = state["config"]
     method, phases = describe_training(training_phases(state), int(state["iteration"]))
@@ -114,10 +114,8 @@ def export_model(source: Path, name: str, models_dir: Path | None = None,
                    f"{cfg.get('g_base_init')}, extension), exported as {name}")
     elif arch.get("output") == "filter_residual":  # the base filter travels with the model
         responses = responses_to_json({d: table[d] for d in domains if d in table})
-        if cfg.get("g_base_transfers", False) and table_file:
-            fitted = {k: v for k, v in load_transfers(Path(table_file)).items()
-                      if k[0] in domains and k[1] in domains}
-            transfers = transfers_to_json(fitted)
+        if cfg.get("g_base_transfers", False):  # what the run's base filter converted with
+            transfers = transfers_to_json(kernels.subset(domains).transfers)
     info = ModelInfo(name=name, domains=domains, arch_args=arch,
                      domain_sharpness=sharp, provenance=provenance, kernel_responses=responses,
                      kernel_transfers=transfers)

@@ -109,12 +109,7 @@ def train(
         raise UsageError("keep_best needs paired validation data (--val)")
     run_dir.mkdir(parents=True, exist_ok=True)
     cache = run_dir / "cache"
-    if rank == 0:
-        index = build_cache(data_dirs, cache, cfg.domains, cfg.kernel_map)
-    if world > 1:
-        dist.barrier()
-    if rank != 0:
-        index = json.loads((cache / "index.json").read_text())
+    index = shared_cache(data_dirs, cache, cfg, rank, world)
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     gcfg = GeneratorConfig(c_dim=len(cfg.domains), conv_dim=cfg.g_conv_dim, n_res=cfg.g_repeat,
@@ -326,6 +321,19 @@ def sample_targets(labels: torch.Tensor, n_domains: int, mode: str) -> torch.Ten
     return torch.randint(0, n_domains, labels.shape, device="cpu").to(labels.device)
 
 
+def shared_cache(dirs: list[Path], cache: Path, cfg: TrainConfig, rank: int,
+                 world: int) -> dict[str, Any]:
+    """The decoded-series cache of ``dirs`` (:func:`build_cache`): rank 0 builds it, the other
+    ranks read its index once it is there."""
+    if rank == 0:
+        index = build_cache(dirs, cache, cfg.domains, cfg.kernel_map)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        index = json.loads((cache / "index.json").read_text())
+    return dict(index)
+
+
 #: random crops (batches of 4) drawn from a spectral_data archive to fix the spectral targets
 SPECTRAL_ARCHIVE_BATCHES = 250
 
@@ -345,19 +353,12 @@ def archive_spectral_targets(targets: Any, cfg: TrainConfig, run_dir: Path, dev:
     the targets are the mean log ring power of SPECTRAL_ARCHIVE_BATCHES batches of random
     crops of the training crop size (the same body-only rule as the training batches'). A
     domain the archive lacks keeps no target, so the term ignores it."""
-    import torch.distributed as dist
-
     cache = run_dir / "spectral-cache"
     dirs = [Path(d).resolve() for d in cfg.spectral_data]
-    if rank == 0:
-        try:
-            index = build_cache(dirs, cache, cfg.domains, cfg.kernel_map)
-        except KernelconvError as exc:
-            raise UsageError(f"spectral_data: {exc}") from None
-    if world > 1:
-        dist.barrier()
-    if rank != 0:
-        index = json.loads((cache / "index.json").read_text())
+    try:
+        index = shared_cache(dirs, cache, cfg, rank, world)
+    except KernelconvError as exc:
+        raise UsageError(f"spectral_data: {exc}") from None
     sampler = SliceSampler(cache, index, cfg.crop, seed=cfg.seed * 1000 + 991)
     for _ in range(SPECTRAL_ARCHIVE_BATCHES):
         imgs, labels, _, _, pixel_mm = sampler.batch(4)
@@ -398,15 +399,11 @@ def base_filter(domains: list[str], kernel_table: str | None = None,
     from kernelconv.kernel_response import KernelTable
 
     loaded = KernelTable.load(Path(kernel_table) if kernel_table else None)
-    table = loaded.responses
-    missing = [d for d in domains if d not in table]
+    missing = [d for d in domains if d not in loaded]
     if missing:
         raise UsageError(f"g_output filter_residual needs a kernel response for every domain; "
                          f"none for {', '.join(missing)}")
-    fitted = {k: v for k, v in loaded.transfers.items()
-              if transfers and k[0] in domains and k[1] in domains}
-    engine = FilterEngine(KernelTable({d: table[d] for d in domains}, fitted),
-                          noise_limit=False)
+    engine = FilterEngine(loaded.subset(domains, transfers), noise_limit=False)
 
     def base(x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
              pixel_mm: Any) -> torch.Tensor:
